@@ -1,0 +1,135 @@
+// Package actions defines what a remediation is: the Action contract, the
+// Incident it acts on, the Permanent error that stops retries, each action
+// kind's registry entry, and the backoff policy every step follows.
+//
+// Built-in kinds live in subpackages (actions/exec, …) and register
+// themselves; plugins are adapted to the same interface.
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/medic-sidecar/medic/internal/clock"
+)
+
+// Action performs one remediation attempt. It must honour ctx's deadline
+// and cancellation. A nil error means the action did its part; whether the
+// problem is fixed is decided by verification, not by the action.
+// Return Permanent(err) when retrying cannot help.
+type Action interface {
+	Run(ctx context.Context, inc Incident) (Result, error)
+}
+
+// Result is what an attempt leaves in the audit record.
+type Result struct {
+	// Message is a one-line human summary ("destroyed 2 sockets").
+	Message string `json:"message,omitempty"`
+	// Output is captured process output, already bounded by the action.
+	Output string `json:"output,omitempty"`
+	// Details are structured facts for the audit record.
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// Incident is the problem an action is asked to fix, as seen when the
+// attempt was decided.
+type Incident struct {
+	ID          string            `json:"id"`
+	Alert       string            `json:"alert"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Value       float64           `json:"value"`
+	Step        int               `json:"step"`    // 1-based ladder step
+	Action      string            `json:"action"`  // configured action name
+	Attempt     int               `json:"attempt"` // 1-based attempt within the step
+	MaxAttempts int               `json:"maxAttempts"`
+	Started     time.Time         `json:"started"`
+	DryRun      bool              `json:"dryRun,omitempty"`
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the step's remaining attempts
+// are skipped and the ladder escalates.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err (or anything it wraps) was marked Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// Env is what the supervisor hands an action kind when it builds one.
+type Env struct {
+	Name     string // the action's name in config
+	Logger   *slog.Logger
+	Clock    clock.Clock
+	StateDir string
+	// Probes finds a running probe by name (e.g. for reconnect probe:).
+	Probes ProbeFinder
+}
+
+// ProbeFinder looks up a running probe by name. The value is the probe
+// itself; callers type-assert the capability they need.
+type ProbeFinder interface {
+	Probe(name string) (any, bool)
+}
+
+// Kind is one action type, keyed by its YAML key under actions.<name>.
+type Kind struct {
+	// Name is the YAML key, e.g. "exec".
+	Name string
+	// NewConfig returns a pointer to a config struct filled with defaults.
+	// If it implements cfg.Validator, Validate is called after decoding.
+	NewConfig func() any
+	// New builds the action from a decoded, validated config.
+	New func(config any, env Env) (Action, error)
+}
+
+var (
+	mu    sync.RWMutex
+	kinds = map[string]Kind{}
+)
+
+// Register adds an action kind; it panics on a duplicate name (a programming error).
+func Register(k Kind) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := kinds[k.Name]; dup {
+		panic(fmt.Sprintf("actions: kind %q registered twice", k.Name))
+	}
+	kinds[k.Name] = k
+}
+
+// Lookup returns the kind registered under name.
+func Lookup(name string) (Kind, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	k, ok := kinds[name]
+	return k, ok
+}
+
+// Kinds lists registered kind names, sorted.
+func Kinds() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(kinds))
+	for k := range kinds {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

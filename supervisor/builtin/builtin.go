@@ -1,0 +1,8 @@
+// Package builtin links every built-in probe and action kind into the
+// binary. Import it for its side effects.
+package builtin
+
+import (
+	// Actions.
+	_ "github.com/medic-sidecar/medic/actions/exec"
+)

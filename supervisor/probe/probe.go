@@ -1,0 +1,115 @@
+// Package probe defines how medic observes: a Probe runs until its context
+// ends and reports what it sees through an Appender into the store. A probe
+// never decides anything; rules do.
+//
+// Each probe kind lives in a subpackage and registers a Kind keyed by its
+// YAML key under probes[].
+package probe
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/medic-sidecar/medic/internal/clock"
+)
+
+// Probe observes one thing until ctx is done. Run returns nil on a clean
+// shutdown; a returned error means the probe cannot continue at all (its
+// transient failures are reported as samples, not errors).
+type Probe interface {
+	Run(ctx context.Context, app Appender) error
+}
+
+// Appender receives one probe's samples. The probe's name is added as the
+// label probe="<name>" to every series.
+//
+// A probe reports its complete current view as a batch: Add … Add, then
+// Commit. A series reported in the previous batch but not in this one gets
+// a staleness marker, exactly as Prometheus does for a vanished target
+// series, so a rule stops seeing it at once instead of 5 minutes later.
+type Appender interface {
+	// Add appends a sample for lset (without the probe label) to the open batch.
+	Add(lset labels.Labels, v float64)
+	// AddRaw is Add for hot paths: key uniquely identifies the series within
+	// the probe (e.g. the raw series text of a scrape), and mk builds the
+	// labels only the first time key is seen.
+	AddRaw(key []byte, mk func() labels.Labels, v float64)
+	// Commit closes the batch at time t.
+	Commit(t time.Time) (appended int, err error)
+}
+
+// Env is what the supervisor hands a probe kind when it builds one.
+type Env struct {
+	Name   string // the probe's name in config
+	Logger *slog.Logger
+	Clock  clock.Clock
+}
+
+// Kind is one probe type, keyed by its YAML key under probes[].
+type Kind struct {
+	// Name is the YAML key, e.g. "scrape".
+	Name string
+	// NewConfig returns a pointer to a config struct filled with defaults;
+	// if it implements cfg.Validator, Validate is called after decoding.
+	NewConfig func() any
+	// New builds the probe from a decoded, validated config.
+	New func(config any, env Env) (Probe, error)
+}
+
+var (
+	mu    sync.RWMutex
+	kinds = map[string]Kind{}
+)
+
+// Register adds a probe kind; a duplicate name panics (a programming error).
+func Register(k Kind) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := kinds[k.Name]; dup {
+		panic(fmt.Sprintf("probe: kind %q registered twice", k.Name))
+	}
+	kinds[k.Name] = k
+}
+
+// Lookup returns the kind registered under name.
+func Lookup(name string) (Kind, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	k, ok := kinds[name]
+	return k, ok
+}
+
+// Kinds lists registered kind names, sorted.
+func Kinds() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(kinds))
+	for k := range kinds {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Ticker runs f every interval on clk until ctx ends, starting at once.
+func Ticker(ctx context.Context, clk clock.Clock, interval time.Duration, f func(now time.Time)) {
+	for {
+		start := clk.Now()
+		f(start)
+		wait := interval - clk.Now().Sub(start)
+		if wait < 0 {
+			wait = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-clk.After(wait):
+		}
+	}
+}

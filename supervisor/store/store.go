@@ -1,0 +1,374 @@
+// Package store is medic's bounded in-memory time-series store. Probes
+// append through per-probe Appenders; the PromQL engine reads it as a
+// storage.Queryable. Memory is bounded twice: samples older than the
+// retention are trimmed, and the number of series has a hard cap beyond
+// which new series are dropped and counted.
+package store
+
+import (
+	"context"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// Options configures a Store.
+type Options struct {
+	// MaxSeries is the hard cap on series held at once.
+	MaxSeries int
+	// Retention is how long samples are kept.
+	Retention time.Duration
+}
+
+type sample struct {
+	t int64
+	v float64
+}
+
+type memSeries struct {
+	lset    labels.Labels
+	name    string
+	samples []sample // ascending t
+	removed atomic.Bool
+}
+
+func (s *memSeries) lastT() int64 {
+	if len(s.samples) == 0 {
+		return math.MinInt64
+	}
+	return s.samples[len(s.samples)-1].t
+}
+
+// Store holds series in memory. It is safe for concurrent use.
+type Store struct {
+	mu        sync.RWMutex
+	series    map[uint64][]*memSeries // by labels hash
+	byName    map[string]map[*memSeries]struct{}
+	count     int
+	maxSeries int
+	retention int64 // ms
+
+	dropped    uint64 // samples for series refused by the cap
+	droppedSer uint64 // distinct refusals (cache misses)
+	created    uint64
+	removed    uint64
+}
+
+// New returns an empty store.
+func New(o Options) *Store {
+	if o.MaxSeries <= 0 {
+		o.MaxSeries = 100_000
+	}
+	if o.Retention <= 0 {
+		o.Retention = 10 * time.Minute
+	}
+	return &Store{
+		series:    map[uint64][]*memSeries{},
+		byName:    map[string]map[*memSeries]struct{}{},
+		maxSeries: o.MaxSeries,
+		retention: o.Retention.Milliseconds(),
+	}
+}
+
+// Retention returns the configured retention.
+func (st *Store) Retention() time.Duration { return time.Duration(st.retention) * time.Millisecond }
+
+// Stats is a snapshot of the store's counters.
+type Stats struct {
+	Series         int    `json:"series"`
+	MaxSeries      int    `json:"maxSeries"`
+	Samples        int    `json:"samples"`
+	DroppedSamples uint64 `json:"droppedSamples"`
+	DroppedSeries  uint64 `json:"droppedSeries"`
+	CreatedSeries  uint64 `json:"createdSeries"`
+	RemovedSeries  uint64 `json:"removedSeries"`
+}
+
+// Stats returns current counts.
+func (st *Store) Stats() Stats {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	n := 0
+	for _, l := range st.series {
+		for _, s := range l {
+			n += len(s.samples)
+		}
+	}
+	return Stats{Series: st.count, MaxSeries: st.maxSeries, Samples: n, DroppedSamples: st.dropped,
+		DroppedSeries: st.droppedSer, CreatedSeries: st.created, RemovedSeries: st.removed}
+}
+
+// getOrCreate finds the series for lset or creates it; nil when the cap
+// refuses it. Caller holds st.mu for writing.
+func (st *Store) getOrCreate(lset labels.Labels) *memSeries {
+	h := lset.Hash()
+	for _, s := range st.series[h] {
+		if labels.Equal(s.lset, lset) {
+			return s
+		}
+	}
+	if st.count >= st.maxSeries {
+		st.droppedSer++
+		return nil
+	}
+	s := &memSeries{lset: lset, name: lset.Get(labels.MetricName)}
+	st.series[h] = append(st.series[h], s)
+	m := st.byName[s.name]
+	if m == nil {
+		m = map[*memSeries]struct{}{}
+		st.byName[s.name] = m
+	}
+	m[s] = struct{}{}
+	st.count++
+	st.created++
+	return s
+}
+
+// appendLocked appends (t, v) to s, ignoring out-of-order samples, and
+// trims samples past retention. Caller holds st.mu for writing.
+func (st *Store) appendLocked(s *memSeries, t int64, v float64) {
+	if n := len(s.samples); n > 0 && s.samples[n-1].t >= t {
+		if s.samples[n-1].t == t {
+			s.samples[n-1].v = v
+		}
+		return
+	}
+	s.samples = append(s.samples, sample{t, v})
+	st.trim(s, t-st.retention)
+}
+
+func (st *Store) trim(s *memSeries, mint int64) {
+	i := sort.Search(len(s.samples), func(i int) bool { return s.samples[i].t >= mint })
+	if i == 0 {
+		return
+	}
+	s.samples = s.samples[i:]
+	// Reallocate once the dead head dominates, so the backing array stays bounded.
+	if cap(s.samples) > 64 && len(s.samples) < cap(s.samples)/2 {
+		s.samples = append(make([]sample, 0, len(s.samples)*5/4+1), s.samples...)
+	}
+}
+
+// Append adds one sample outside any probe batch (tests, medic's own series).
+func (st *Store) Append(lset labels.Labels, t time.Time, v float64) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.getOrCreate(lset)
+	if s == nil {
+		st.dropped++
+		return false
+	}
+	st.appendLocked(s, t.UnixMilli(), v)
+	return true
+}
+
+// GC trims every series to the retention window ending at now and removes
+// series with no sample left. It returns the number of series removed.
+func (st *Store) GC(now time.Time) int {
+	mint := now.UnixMilli() - st.retention
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	removed := 0
+	for h, l := range st.series {
+		keep := l[:0]
+		for _, s := range l {
+			st.trim(s, mint)
+			if len(s.samples) == 0 || s.lastT() < mint {
+				s.removed.Store(true)
+				delete(st.byName[s.name], s)
+				if len(st.byName[s.name]) == 0 {
+					delete(st.byName, s.name)
+				}
+				removed++
+				continue
+			}
+			keep = append(keep, s)
+		}
+		if len(keep) == 0 {
+			delete(st.series, h)
+		} else {
+			st.series[h] = keep
+		}
+	}
+	st.count -= removed
+	st.removed += uint64(removed)
+	return removed
+}
+
+// Point is one series' latest value.
+type Point struct {
+	Labels labels.Labels
+	T      time.Time
+	V      float64
+}
+
+// Latest returns the newest non-stale sample of every series whose metric
+// name satisfies match, sorted by labels.
+func (st *Store) Latest(match func(name string) bool) []Point {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	var out []Point
+	for name, m := range st.byName {
+		if !match(name) {
+			continue
+		}
+		for s := range m {
+			if len(s.samples) == 0 {
+				continue
+			}
+			last := s.samples[len(s.samples)-1]
+			if value.IsStaleNaN(last.v) {
+				continue
+			}
+			out = append(out, Point{Labels: s.lset, T: time.UnixMilli(last.t), V: last.v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// Querier implements storage.Queryable.
+func (st *Store) Querier(mint, maxt int64) (storage.Querier, error) {
+	return &querier{st: st, mint: mint, maxt: maxt}, nil
+}
+
+var _ storage.Queryable = (*Store)(nil)
+
+type querier struct {
+	st         *Store
+	mint, maxt int64
+}
+
+func (q *querier) candidates(ms []*labels.Matcher) []*memSeries {
+	var out []*memSeries
+	for _, m := range ms {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+			for s := range q.st.byName[m.Value] {
+				out = append(out, s)
+			}
+			return out
+		}
+	}
+	for _, l := range q.st.series {
+		out = append(out, l...)
+	}
+	return out
+}
+
+func matches(lset labels.Labels, ms []*labels.Matcher) bool {
+	for _, m := range ms {
+		if !m.Matches(lset.Get(m.Name)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Select returns copies of the matching series' samples within the querier's range.
+func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	mint, maxt := q.mint, q.maxt
+	if hints != nil {
+		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
+	}
+	q.st.mu.RLock()
+	var out []storage.Series
+	for _, s := range q.candidates(ms) {
+		if !matches(s.lset, ms) {
+			continue
+		}
+		lo := sort.Search(len(s.samples), func(i int) bool { return s.samples[i].t >= mint })
+		hi := sort.Search(len(s.samples), func(i int) bool { return s.samples[i].t > maxt })
+		if lo >= hi {
+			continue
+		}
+		out = append(out, &series{lset: s.lset, samples: append([]sample(nil), s.samples[lo:hi]...)})
+	}
+	q.st.mu.RUnlock()
+	if sortSeries {
+		sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels(), out[j].Labels()) < 0 })
+	}
+	return &seriesSet{list: out, i: -1}
+}
+
+func (q *querier) LabelValues(_ context.Context, name string, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	q.st.mu.RLock()
+	defer q.st.mu.RUnlock()
+	set := map[string]struct{}{}
+	for _, s := range q.candidates(ms) {
+		if matches(s.lset, ms) {
+			if v := s.lset.Get(name); v != "" {
+				set[v] = struct{}{}
+			}
+		}
+	}
+	return sortedKeys(set), nil, nil
+}
+
+func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	q.st.mu.RLock()
+	defer q.st.mu.RUnlock()
+	set := map[string]struct{}{}
+	for _, s := range q.candidates(ms) {
+		if matches(s.lset, ms) {
+			s.lset.Range(func(l labels.Label) { set[l.Name] = struct{}{} })
+		}
+	}
+	return sortedKeys(set), nil, nil
+}
+
+func (q *querier) Close() error { return nil }
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type seriesSet struct {
+	list []storage.Series
+	i    int
+}
+
+func (s *seriesSet) Next() bool                        { s.i++; return s.i < len(s.list) }
+func (s *seriesSet) At() storage.Series                { return s.list[s.i] }
+func (s *seriesSet) Err() error                        { return nil }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+type series struct {
+	lset    labels.Labels
+	samples []sample
+}
+
+func (s *series) Labels() labels.Labels { return s.lset }
+
+func (s *series) Iterator(chunkenc.Iterator) chunkenc.Iterator {
+	return storage.NewListSeriesIterator(sampleList(s.samples))
+}
+
+// sampleList adapts []sample to storage.Samples without allocating: Get
+// returns a pointer into the slice.
+type sampleList []sample
+
+func (l sampleList) Get(i int) chunks.Sample { return &l[i] }
+func (l sampleList) Len() int                { return len(l) }
+
+func (s *sample) T() int64                      { return s.t }
+func (s *sample) ST() int64                     { return 0 }
+func (s *sample) F() float64                    { return s.v }
+func (s *sample) H() *histogram.Histogram       { return nil }
+func (s *sample) FH() *histogram.FloatHistogram { return nil }
+func (s *sample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s *sample) Copy() chunks.Sample           { c := *s; return &c }
