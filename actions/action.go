@@ -10,12 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/medic-sidecar/medic/internal/clock"
 )
 
 // Action performs one remediation attempt. It must honour ctx's deadline
@@ -70,22 +67,6 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
-}
-
-// Env is what the supervisor hands an action kind when it builds one.
-type Env struct {
-	Name     string // the action's name in config
-	Logger   *slog.Logger
-	Clock    clock.Clock
-	StateDir string
-	// Probes finds a running probe by name (e.g. for reconnect probe:).
-	Probes ProbeFinder
-}
-
-// ProbeFinder looks up a running probe by name. The value is the probe
-// itself; callers type-assert the capability they need.
-type ProbeFinder interface {
-	Probe(name string) (any, bool)
 }
 
 // Kind is one action type, keyed by its YAML key under actions.<name>.

@@ -1,0 +1,55 @@
+package remedy
+
+import "time"
+
+// EventType names a step in an incident's life. The Kubernetes Event
+// reasons are derived from these.
+type EventType string
+
+// Event types, in the order an incident meets them.
+const (
+	IncidentOpened      EventType = "IncidentOpened"
+	RemediationStarted  EventType = "RemediationStarted"
+	RemediationSuccess  EventType = "RemediationSucceeded" // the action ran and verification passed
+	RemediationFailed   EventType = "RemediationFailed"
+	RemediationSuppress EventType = "RemediationSuppressed"
+	IncidentResolved    EventType = "IncidentResolved"
+	IncidentExhausted   EventType = "IncidentExhausted"
+)
+
+// Event is one observable step of an incident, delivered to every Sink
+// (audit log, metrics, logs, Kubernetes Events).
+type Event struct {
+	Time        time.Time         `json:"time"`
+	Type        EventType         `json:"type"`
+	IncidentID  string            `json:"incident"`
+	Alert       string            `json:"alert"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Value       float64           `json:"value"` // the alert's value at decision time (evidence)
+	Action      string            `json:"action,omitempty"`
+	Step        int               `json:"step,omitempty"`
+	Attempt     int               `json:"attempt,omitempty"`
+	MaxAttempts int               `json:"maxAttempts,omitempty"`
+	// Result is succeeded | failed | suppressed for attempt events.
+	Result string `json:"result,omitempty"`
+	// Reason: for suppressions dryRun | paused | budget | precondition |
+	// concurrency; for failures error | permanent | verify | timeout.
+	Reason   string         `json:"reason,omitempty"`
+	Message  string         `json:"message,omitempty"`
+	Output   string         `json:"output,omitempty"`
+	Details  map[string]any `json:"details,omitempty"`
+	DryRun   bool           `json:"dryRun,omitempty"`
+	Duration float64        `json:"durationSeconds,omitempty"`
+}
+
+// Sink receives incident events. Record must not block for long: a sink
+// that talks to a remote API queues and drops rather than stalls the ladder.
+type Sink interface {
+	Record(ev Event)
+}
+
+// Pauser is a source of "do not act now" (the pause file, the pod's
+// medic.io/pause annotation). Paused returns the reason when paused.
+type Pauser interface {
+	Paused() (bool, string)
+}
