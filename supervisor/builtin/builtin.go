@@ -5,4 +5,5 @@ package builtin
 import (
 	// Actions.
 	_ "github.com/medic-sidecar/medic/actions/exec"
+	_ "github.com/medic-sidecar/medic/actions/restart"
 )
