@@ -584,3 +584,9 @@ func putGzip(g *gzipReader) {
 	g.br.Reset(nil)
 	gzipPool.Put(g)
 }
+
+// ScrapeOnce runs one scrape cycle and commits it at now, exactly as Run
+// does every interval. Benchmarks and tools use it to drive the probe.
+func (p *Probe) ScrapeOnce(ctx context.Context, app probe.Appender, now time.Time) {
+	p.cycle(ctx, app, now)
+}
