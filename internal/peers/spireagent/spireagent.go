@@ -671,14 +671,9 @@ func (p *Peer) agentMux() *http.ServeMux {
 	return mux
 }
 
+// controlMux serves the test-only control endpoints.
 func (p *Peer) controlMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	p.addControl(mux)
-	return mux
-}
-
-// addControl mounts the test-only control endpoints.
-func (p *Peer) addControl(mux *http.ServeMux) {
 	mux.HandleFunc("POST /control/mode", func(w http.ResponseWriter, r *http.Request) {
 		m, err := ParseMode(r.URL.Query().Get("mode"), r.URL.Query().Get("code"))
 		if err == nil {
@@ -700,6 +695,7 @@ func (p *Peer) addControl(mux *http.ServeMux) {
 	mux.HandleFunc("GET /control/syncs", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.Syncs())
 	})
+	return mux
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

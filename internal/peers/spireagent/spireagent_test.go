@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -16,9 +17,22 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
+	"go.uber.org/goleak"
 
 	"github.com/medic-sidecar/medic/internal/clock"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
 
@@ -372,6 +386,18 @@ func TestFrozen(t *testing.T) {
 		t.Fatalf("after thaw %+v", s)
 	}
 	step(t, p, fc)
+	// A restart cures a hang.
+	if err := p.SetMode(Frozen()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitLoop(t, fc)
+	if s := p.Syncs(); s.Mode != "healthy" || s.Attempts != 1 || s.Starts != 2 {
+		t.Fatalf("after restarting a hung agent %+v", s)
+	}
+	step(t, p, fc)
 }
 
 func mapsEqual(a, b map[string]float64) bool {
@@ -572,8 +598,13 @@ func TestControlEndpoints(t *testing.T) {
 			t.Errorf("%s: %d, want 400", bad, code)
 		}
 	}
-	if resp, err := http.Get(ctl + "/control/restart"); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("GET restart: %v %v", resp.StatusCode, err)
+	resp, err := http.Get(ctl + "/control/restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET restart: %s", resp.Status)
 	}
 	if code, s := post("/control/restart"); code != 200 || s.Starts != 2 || s.Attempts != 1 {
 		t.Fatalf("restart: %d %+v", code, s)
@@ -583,7 +614,7 @@ func TestControlEndpoints(t *testing.T) {
 		t.Fatal(code)
 	}
 	refused(t, p.URL()+"/live")
-	resp, err := http.Get(ctl + "/control/syncs")
+	resp, err = http.Get(ctl + "/control/syncs")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("syncs: %v", err)
 	}
