@@ -80,8 +80,8 @@ func init() {
 
 // Probe dials Address every Interval.
 type Probe struct {
-	c     Config
-	clk   clock.Clock
+	c      Config
+	clk    clock.Clock
 	state  probeutil.StateLog
 	dialer net.Dialer
 }
