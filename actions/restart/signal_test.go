@@ -103,7 +103,10 @@ func startAgent(t *testing.T, exe, mode string) *exec.Cmd {
 		_ = cmd.Wait()
 		t.Fatalf("fake agent did not start: %q %v", line, err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // reap, unless the test (or the kubelet) already did
+	})
 	return cmd
 }
 
