@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -44,23 +45,32 @@ func (c *Config) selectorCount() int {
 	return n
 }
 
-// otherModeFields reports fields of the pod/rollout modes set in a mode
-// that ignores them, so a misplaced key is not silently dropped.
+// fieldModes says which modes use each mode-specific field that has no
+// default (fields with defaults cannot be told apart from unset ones).
+var fieldModes = []struct {
+	key   string
+	modes []string
+	set   func(c *Config) bool
+}{
+	{"process", []string{ModeSignal}, func(c *Config) bool { return c.Process != "" }},
+	{"cmdline", []string{ModeSignal}, func(c *Config) bool { return c.Cmdline != "" }},
+	{"pidFile", []string{ModeSignal}, func(c *Config) bool { return c.PidFile != "" }},
+	{"all", []string{ModeSignal}, func(c *Config) bool { return c.All }},
+	{"hold", []string{ModeProbe}, func(c *Config) bool { return c.Hold != 0 }},
+	{"namespace", []string{"pod", "rollout"}, func(c *Config) bool { return c.Namespace != "" }},
+	{"pod", []string{"pod", "rollout"}, func(c *Config) bool { return c.Pod != "" }},
+	{"evict", []string{"pod"}, func(c *Config) bool { return c.Evict }},
+	{"workloadKind", []string{"rollout"}, func(c *Config) bool { return c.WorkloadKind != "" }},
+	{"workloadName", []string{"rollout"}, func(c *Config) bool { return c.WorkloadName != "" }},
+}
+
+// otherModeFields reports fields that are set but not used by mode, so a
+// misplaced key is not silently ignored. Any mode may call it.
 func (c *Config) otherModeFields(mode string) []error {
 	var errs []error
-	set := map[string]bool{
-		"namespace": c.Namespace != "", "pod": c.Pod != "", "evict": c.Evict,
-		"workloadKind": c.WorkloadKind != "", "workloadName": c.WorkloadName != "",
-	}
-	if mode != ModeProbe {
-		set["hold"] = c.Hold != 0
-	}
-	if mode != ModeSignal {
-		set["process"], set["cmdline"], set["pidFile"], set["all"] = c.Process != "", c.Cmdline != "", c.PidFile != "", c.All
-	}
-	for _, k := range []string{"process", "cmdline", "pidFile", "all", "hold", "namespace", "pod", "evict", "workloadKind", "workloadName"} {
-		if set[k] {
-			errs = append(errs, cfg.Errorf(k, "is not used by mode %s", mode))
+	for _, f := range fieldModes {
+		if f.set(c) && !slices.Contains(f.modes, mode) {
+			errs = append(errs, cfg.Errorf(f.key, "is not used by mode %s (only by %s)", mode, strings.Join(f.modes, ", ")))
 		}
 	}
 	return errs

@@ -116,3 +116,20 @@ func TestFindPidFileErrors(t *testing.T) {
 		t.Fatalf("Signal(pid 1) = %v", err)
 	}
 }
+
+// BenchmarkFind measures one scan of this machine's /proc by name, what a
+// signal-mode restart or a certRefresh notify costs before it signals.
+func BenchmarkFind(b *testing.B) {
+	ps, err := List(DefaultRoot)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sel := Selector{Process: "no-such-process-for-bench"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Find(DefaultRoot, sel); !errors.Is(err, ErrNoMatch) {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(ps)), "procs")
+}
