@@ -151,21 +151,11 @@ func New(c Config, env probe.Env) *Probe {
 
 // Run reads certificates every interval until ctx ends.
 func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
-	var client *workloadapi.Client
-	if p.c.WorkloadAPI != nil {
-		var err error
-		// The dial is lazy: an agent that is not up yet is a failed check, not an error.
-		client, err = workloadapi.New(ctx, workloadapi.WithAddr(p.c.WorkloadAPI.Socket))
-		if err != nil {
-			return fmt.Errorf("cert probe: workload API client for %s: %w", p.c.WorkloadAPI.Socket, err)
-		}
-		defer client.Close()
-	}
 	probe.Ticker(ctx, p.clk, p.c.Interval.D(), func(now time.Time) {
 		var chains []Chain
 		var err error
-		if client != nil {
-			chains, err = p.fetch(ctx, client)
+		if p.c.WorkloadAPI != nil {
+			chains, err = p.fetch(ctx)
 		} else {
 			chains, err = ReadFiles(p.c.Files)
 		}
@@ -177,9 +167,18 @@ func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
 	return nil
 }
 
-func (p *Probe) fetch(ctx context.Context, client *workloadapi.Client) ([]Chain, error) {
+// fetch dials the Workload API afresh on every check, like the tcp and
+// http probes: a connection kept across checks would sit in gRPC's
+// reconnect backoff (up to two minutes) after an agent restart and report
+// a recovered agent as down.
+func (p *Probe) fetch(ctx context.Context) ([]Chain, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.c.Timeout.D())
 	defer cancel()
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr(p.c.WorkloadAPI.Socket))
+	if err != nil {
+		return p.last, fmt.Errorf("workload API %s: %w", p.c.WorkloadAPI.Socket, err)
+	}
+	defer client.Close()
 	xc, err := client.FetchX509Context(ctx)
 	if err != nil {
 		if s, ok := status.FromError(err); ok {

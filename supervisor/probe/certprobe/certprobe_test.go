@@ -255,3 +255,34 @@ func BenchmarkObserve(b *testing.B) {
 		Observe(chains, t0, 0.6)
 	}
 }
+
+// The agent goes away and comes back on the same socket (a restart): the
+// probe reports down meanwhile and up again at the next check.
+func TestWorkloadAPIAgentRestart(t *testing.T) {
+	var peer *wl.Server
+	var clk clock.Clock
+	h := probetest.Start(t, "svid", 30*time.Second, func(env probe.Env) probe.Probe {
+		clk = env.Clock
+		peer = wl.StartT(t, wl.Options{Clock: clk})
+		return New(Config{WorkloadAPI: &WorkloadAPIConfig{Socket: peer.Addr()}, Interval: cfg.Duration(30 * time.Second),
+			Timeout: cfg.Duration(2 * time.Second), OverdueAt: 60}, env)
+	})
+	socket := strings.TrimPrefix(peer.Addr(), "unix://")
+	peer.Close()
+	h.Tick()
+	if up, _ := h.Value("medic_probe_up"); up != 0 {
+		t.Fatalf("up with the agent gone: %v", up)
+	}
+	if n := len(h.Series(MetricNotAfter)); n != 3 {
+		t.Fatalf("last-known certificates not kept: %d series", n)
+	}
+	again := wl.StartT(t, wl.Options{Clock: clk, SocketPath: socket})
+	h.Tick()
+	if up, _ := h.Value("medic_probe_up"); up != 1 {
+		t.Fatalf("up after the agent came back: %v", up)
+	}
+	chain, _ := again.Current()
+	if _, ok := h.Value(MetricNotAfter, "serial", Serial(chain[0])); !ok {
+		t.Fatal("new agent's SVID not reported")
+	}
+}
