@@ -39,7 +39,7 @@ type demoTimeline struct {
 	mu    sync.Mutex
 	w     io.Writer
 	start time.Time
-	done  chan string // incident id, when resolved
+	done  chan string // when an incident closes: the action that fixed it, or ""
 }
 
 func (d *demoTimeline) printf(tag, format string, args ...any) {
@@ -54,7 +54,7 @@ func (d *demoTimeline) transition(t rules.Transition) {
 	case t.Resolved():
 		d.printf("resolved", "%s: the condition no longer holds", a.Rule)
 	case t.To == rules.StatePending:
-		d.printf("pending", "%s: %s (value %.3g); must hold for the rule's `for` before firing", a.Rule, a.Annotations["summary"], a.Value)
+		d.printf("pending", "%s (value %.3g): the condition must hold for the rule's `for` before it fires", a.Rule, a.Value)
 	case t.To == rules.StateFiring:
 		d.printf("firing", "%s %s", a.Rule, labelString(a.Labels))
 	case t.From == rules.StatePending && t.To == rules.StateInactive:
@@ -82,7 +82,11 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 	case remedy.RemediationSuppress:
 		d.printf("held", "%s attempt %d/%d suppressed (%s): %s", ev.Action, ev.Attempt, ev.MaxAttempts, ev.Reason, ev.Message)
 	case remedy.RemediationFailed:
-		d.printf("failed", "%s attempt %d/%d (%s): %s", ev.Action, ev.Attempt, ev.MaxAttempts, ev.Reason, ev.Message)
+		msg := ev.Message
+		if out := strings.TrimSpace(ev.Output); out != "" {
+			msg += " — output: " + strings.SplitN(out, "\n", 2)[0]
+		}
+		d.printf("failed", "%s attempt %d/%d (%s): %s", ev.Action, ev.Attempt, ev.MaxAttempts, ev.Reason, msg)
 	case remedy.RemediationSuccess:
 		d.printf("verified", "%s attempt %d/%d: %s", ev.Action, ev.Attempt, ev.MaxAttempts, strings.TrimSpace(ev.Message))
 	case remedy.IncidentExhausted:
@@ -90,7 +94,7 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 	case remedy.IncidentResolved:
 		d.printf("closed", "%s: %s", ev.IncidentID, ev.Message)
 		select {
-		case d.done <- ev.IncidentID:
+		case d.done <- ev.Action: // the action that fixed it, "" if none
 		default:
 		}
 	}
@@ -151,7 +155,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  SPIRE-like agent   %s/metrics (syncs every 1 s, backs off ×1.5 on errors like the real one)\n", agentURL)
 	fmt.Fprintf(stdout, "  its server         %s (a TCP listener medic probes)\n", server.addr)
 	fmt.Fprintf(stdout, "  medic              %s/status   %s/metrics\n", base, base)
-	fmt.Fprintf(stdout, "  rule               rate(spire_agent_manager_sync_fetch_entries_updates{status!=\"OK\"}[15s]) > 0  for 2s\n")
+	fmt.Fprintf(stdout, "  rule               increase(spire_agent_manager_sync_fetch_entries_updates{status=\"OK\"}[5s]) == 0  for 2s\n")
 	fmt.Fprintf(stdout, "  ladder             restart-agent, only while the server is reachable; verify 10 s\n")
 	fmt.Fprintf(stdout, "  audit log          %s\n\n", filepath.Join(stateDir, "audit.jsonl"))
 
@@ -170,7 +174,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := agent.SetMode(spireagent.Failing("Unavailable")); err != nil {
 			return err
 		}
-		if !sleepCtx(ctx, 6*time.Second) {
+		if !sleepCtx(ctx, 8*time.Second) {
 			return ctx.Err()
 		}
 		tl.printf("FAULT", "the SPIRE server is back, but the agent keeps waiting out its sync backoff (×1.5 per failure)")
@@ -183,15 +187,18 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go func() { scriptErr <- script() }()
 
 	deadline := time.After(90 * time.Second)
-	var id string
+	var fixedBy string
+	closed := false
 	select {
-	case id = <-tl.done:
+	case fixedBy = <-tl.done:
+		closed = true
 	case err := <-scriptErr:
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
 		select {
-		case id = <-tl.done:
+		case fixedBy = <-tl.done:
+			closed = true
 		case <-ctx.Done():
 		case <-deadline:
 		}
@@ -200,7 +207,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case <-ctx.Done():
 	case <-deadline:
 	}
-	if id == "" {
+	if !closed {
 		if ctx.Err() != nil {
 			fmt.Fprintln(stdout, "\ninterrupted")
 			cancel()
@@ -211,7 +218,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		<-runErr
 		return errors.New("the demo did not complete a cycle within 90 s; run with --logs to see why")
 	}
-	fmt.Fprintf(stdout, "\nOne full cycle: signal → pending → firing → held by the precondition → restart → verified → resolved.\n")
+	if fixedBy == "" {
+		cancel()
+		<-runErr
+		return fmt.Errorf("the incident closed without a remediation taking effect; see %s", filepath.Join(stateDir, "audit.jsonl"))
+	}
+	fmt.Fprintf(stdout, "\nOne full cycle: signal → pending → firing → held by the precondition → %s → verified → resolved.\n", fixedBy)
 	fmt.Fprintf(stdout, "Every step is in %s and on %s/status.\n", filepath.Join(stateDir, "audit.jsonl"), base)
 	if *duration > 0 {
 		fmt.Fprintf(stdout, "Still running for %s: open %s/status in a browser (Ctrl-C to stop).\n", *duration, base)
