@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -183,4 +185,18 @@ rules:
 		t.Fatalf("success details %v", ok.Details)
 	}
 	events.waitFor(t, "incident resolved", func(ev remedy.Event) bool { return ev.Type == remedy.IncidentResolved })
+
+	// The probes' observations are on /metrics.
+	resp, err := http.Get("http://" + sup.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`medic_probe_up{probe="spire-server"} 1`, `medic_tcp_connect_seconds{probe="spire-server"}`,
+		`medic_http_status_code{probe="spire-live"} 200`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
