@@ -11,5 +11,6 @@ import (
 	// Probes.
 	_ "github.com/medic-sidecar/medic/supervisor/probe/certprobe"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/httpprobe"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/scrape"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpprobe"
 )
