@@ -24,10 +24,14 @@ func ParseTarget(s string, portOnly bool) (Target, error) {
 	if s == "" {
 		return Target{}, errors.New("empty address (want host:port)")
 	}
+	want := "want host:port (IPv6 as [addr]:port)"
+	if portOnly {
+		want = "want host:port (IPv6 as [addr]:port), :port or a port number"
+	}
 	host, portStr, err := net.SplitHostPort(s)
 	if err != nil {
-		if !portOnly || strings.ContainsAny(s, ":[]") {
-			return Target{}, fmt.Errorf("%q: want host:port (IPv6 as [addr]:port)", s)
+		if _, numErr := strconv.ParseUint(s, 10, 16); !portOnly || numErr != nil {
+			return Target{}, fmt.Errorf("%q: %s", s, want)
 		}
 		host, portStr = "", s
 	}

@@ -5,5 +5,10 @@ package builtin
 import (
 	// Actions.
 	_ "github.com/medic-sidecar/medic/actions/exec"
+	_ "github.com/medic-sidecar/medic/actions/reconnect"
 	_ "github.com/medic-sidecar/medic/actions/restart"
+	_ "github.com/medic-sidecar/medic/actions/socketcleanup"
+
+	// Probes.
+	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpconn"
 )
