@@ -82,6 +82,16 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ProbeRefs lists the probe names the action refers to, so config
+// validation can check them against probes[] (the action itself checks
+// again at run time).
+func (c *Config) ProbeRefs() []string {
+	if c.Probe == "" {
+		return nil
+	}
+	return []string{c.Probe}
+}
+
 // validateStates checks a list of TCP state names that medic may destroy.
 func validateStates(names []string, path string) []error {
 	var errs []error

@@ -209,8 +209,8 @@ func (a *Action) Run(ctx context.Context, inc actions.Incident) (actions.Result,
 		rep := a.cleanUnix(inc.DryRun)
 		denied = rep.denied
 		removed, skipped, failed = rep.removed, rep.skipped, rep.failed
-		res.Details["removed"] = removed
-		res.Details["skipped"] = skipped
+		res.Details["removed"] = append([]string{}, removed...)
+		res.Details["skipped"] = append([]string{}, skipped...)
 		if len(failed) > 0 {
 			res.Details["failed"] = failed
 			errs = append(errs, fmt.Errorf("could not remove %d stale socket(s): %s", len(failed), strings.Join(failed, "; ")))
@@ -296,3 +296,15 @@ func plural(n int) string {
 	}
 	return "s"
 }
+
+// report is what the Unix socket pass found and did.
+type report struct {
+	removed []string // paths
+	skipped []string // "path: reason"
+	failed  []string // "path: error"
+	// denied: an unlink failed for lack of permission or a read-only
+	// file system, which no retry changes.
+	denied bool
+}
+
+func (r *report) skip(path, reason string) { r.skipped = append(r.skipped, path+": "+reason) }

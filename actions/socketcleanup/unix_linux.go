@@ -1,3 +1,5 @@
+//go:build linux
+
 package socketcleanup
 
 import (
@@ -12,17 +14,6 @@ import (
 
 // maxSunPath is the room for a path in sockaddr_un, NUL excluded.
 const maxSunPath = 107
-
-type report struct {
-	removed []string // paths
-	skipped []string // "path: reason"
-	failed  []string // "path: error"
-	// denied: an unlink failed for lack of permission or a read-only
-	// file system, which no retry changes.
-	denied bool
-}
-
-func (r *report) skip(path, reason string) { r.skipped = append(r.skipped, path+": "+reason) }
 
 // cleanUnix checks every configured path and removes the stale sockets.
 func (a *Action) cleanUnix(dryRun bool) report {
