@@ -71,7 +71,7 @@ func runAgent(target string) {
 }
 
 // build decodes one action through config.Parse and builds it through its Kind.
-func build(t *testing.T, spec string, env actions.Env) (actions.Action, error) {
+func build(t testing.TB, spec string, env actions.Env) (actions.Action, error) {
 	t.Helper()
 	c, err := config.Parse([]byte("actions:\n  r:\n    reconnect: " + spec + "\n"))
 	if err != nil {
@@ -86,7 +86,7 @@ func build(t *testing.T, spec string, env actions.Env) (actions.Action, error) {
 	return k.New(a.Spec, env)
 }
 
-func mustBuild(t *testing.T, spec string, env actions.Env) actions.Action {
+func mustBuild(t testing.TB, spec string, env actions.Env) actions.Action {
 	t.Helper()
 	a, err := build(t, spec, env)
 	if err != nil {
@@ -132,7 +132,7 @@ func (r *recorder) HandleRPC(ctx context.Context, s stats.RPCStats) {
 
 // next waits for an event of kind from remote (any remote if empty, any
 // remote but not if not starts with '!').
-func (r *recorder) next(t *testing.T, kind, remote string) connEvent {
+func (r *recorder) next(t testing.TB, kind, remote string) connEvent {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
 	for {
@@ -156,7 +156,7 @@ func (r *recorder) next(t *testing.T, kind, remote string) connEvent {
 	}
 }
 
-func startServer(t *testing.T, addr string) (*recorder, string) {
+func startServer(t testing.TB, addr string) (*recorder, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -171,7 +171,7 @@ func startServer(t *testing.T, addr string) (*recorder, string) {
 }
 
 // startAgent runs the agent-like client in a child process.
-func startAgent(t *testing.T, target string) *lines {
+func startAgent(t testing.TB, target string) *lines {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// GORACE: a -race child otherwise sleeps 1s at exit.
@@ -211,7 +211,7 @@ func startAgent(t *testing.T, target string) *lines {
 
 type lines struct{ ch chan string }
 
-func (l *lines) waitFor(t *testing.T, prefix string) string {
+func (l *lines) waitFor(t testing.TB, prefix string) string {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
 	for {
@@ -226,7 +226,7 @@ func (l *lines) waitFor(t *testing.T, prefix string) string {
 	}
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("reconnect peer: destroys sockets with SOCK_DESTROY, which needs CAP_NET_ADMIN: run as root (CI does)")
@@ -565,4 +565,26 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// BenchmarkPeerReconnect measures one reconnect peer: of a real gRPC client
+// in another process: from the start of Run until the server serves the
+// client's stream on a new connection. destroy-ns is Run alone.
+func BenchmarkPeerReconnect(b *testing.B) {
+	requireRoot(b)
+	rec, addr := startServer(b, "127.0.0.1:0")
+	agent := startAgent(b, addr)
+	prev := rec.next(b, "rpc", "").remote
+	agent.waitFor(b, "update")
+	act := mustBuild(b, fmt.Sprintf("{peer: %q}", addr), actions.Env{})
+	var runTime time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if _, err := act.Run(context.Background(), actions.Incident{ID: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		runTime += time.Since(start)
+		prev = rec.next(b, "rpc", "!"+prev).remote
+	}
+	b.ReportMetric(float64(runTime.Nanoseconds())/float64(b.N), "destroy-ns")
 }

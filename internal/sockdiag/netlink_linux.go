@@ -36,6 +36,9 @@ func Dump(ctx context.Context, states States, withInfo bool) ([]Socket, error) {
 	var out []Socket
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		ss, err := dumpFamily(ctx, fam, states, withInfo)
+		if fam == unix.AF_INET6 && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EAFNOSUPPORT)) {
+			continue // a kernel without IPv6 has no IPv6 sockets
+		}
 		if err != nil {
 			return nil, fmt.Errorf("sock_diag dump of IPv%d TCP sockets: %w", familyVersion(fam), err)
 		}
@@ -145,12 +148,12 @@ func exchange(ctx context.Context, typ, flags uint16, body []byte, each func([]b
 	}
 
 	n := seq.Add(1)
+	// struct nlmsghdr: len, type, flags, seq, pid (0: the kernel assigns).
 	msg := make([]byte, unix.SizeofNlMsghdr+len(body))
-	hdr := (*unix.NlMsghdr)(unsafe.Pointer(&msg[0]))
-	hdr.Len = uint32(len(msg))
-	hdr.Type = typ
-	hdr.Flags = unix.NLM_F_REQUEST | flags
-	hdr.Seq = n
+	binary.NativeEndian.PutUint32(msg[0:4], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:6], typ)
+	binary.NativeEndian.PutUint16(msg[6:8], unix.NLM_F_REQUEST|flags)
+	binary.NativeEndian.PutUint32(msg[8:12], n)
 	copy(msg[unix.SizeofNlMsghdr:], body)
 	if err := unix.Sendto(fd, msg, 0, kernel); err != nil {
 		return fmt.Errorf("netlink send: %w", err)
