@@ -15,7 +15,8 @@
 // connection stops reading and writing, like SIGSTOP; no keepalive acks),
 // SetSilent (streams stay open with no events, like a relay whose upstream
 // died), SetRejectFilters (every Watch ends at once with status OK),
-// SetFailCode (every call returns that gRPC code) and EndStreams (the
+// SetFailCode and SetMethodFailCode (calls return that gRPC code),
+// SetWrongNonce (HealthCheck answers another nonce) and EndStreams (the
 // server ends the open streams).
 package relay
 
@@ -93,7 +94,9 @@ type Server struct {
 
 	silent        atomic.Bool
 	rejectFilters atomic.Bool
+	wrongNonce    atomic.Bool
 	failCode      atomic.Uint32
+	methodFail    map[string]codes.Code // guarded by mu
 	accepted      atomic.Int64
 	active        atomic.Int64
 	sent          atomic.Int64
@@ -224,6 +227,26 @@ func (s *Server) SetRejectFilters(v bool) { s.rejectFilters.Store(v) }
 // with code at once; codes.OK turns the fault off.
 func (s *Server) SetFailCode(c codes.Code) { s.failCode.Store(uint32(c)) }
 
+// SetMethodFailCode makes calls of one full method name (e.g.
+// relayapi.LogService_HealthCheck_FullMethodName) fail with code;
+// codes.OK turns it off. SetFailCode, when set, takes precedence.
+func (s *Server) SetMethodFailCode(method string, c codes.Code) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c == codes.OK {
+		delete(s.methodFail, method)
+		return
+	}
+	if s.methodFail == nil {
+		s.methodFail = map[string]codes.Code{}
+	}
+	s.methodFail[method] = c
+}
+
+// SetWrongNonce makes HealthCheck answer with a nonce other than the one
+// sent, as a server that is not a LogService might.
+func (s *Server) SetWrongNonce(v bool) { s.wrongNonce.Store(v) }
+
 // EndStreams ends every open stream from the server side: with status
 // code, or cleanly (io.EOF at the client) for codes.OK.
 func (s *Server) EndStreams(code codes.Code) {
@@ -267,30 +290,30 @@ func (s *Server) Subscriptions() []Subscription {
 	return append([]Subscription(nil), s.subs...)
 }
 
-func (s *Server) count(method string) {
+// admit counts a call and returns its injected fault, if any.
+func (s *Server) admit(method string) error {
 	s.mu.Lock()
 	s.calls[method]++
+	mc := s.methodFail[method]
 	s.mu.Unlock()
-}
-
-func (s *Server) fault() error {
 	if c := codes.Code(s.failCode.Load()); c != codes.OK {
 		return status.Error(c, "relay peer: injected fault")
+	}
+	if mc != codes.OK {
+		return status.Error(mc, "relay peer: injected fault")
 	}
 	return nil
 }
 
 func (s *Server) unaryFaults(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	s.count(info.FullMethod)
-	if err := s.fault(); err != nil {
+	if err := s.admit(info.FullMethod); err != nil {
 		return nil, err
 	}
 	return h(ctx, req)
 }
 
 func (s *Server) streamFaults(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	s.count(info.FullMethod)
-	if err := s.fault(); err != nil {
+	if err := s.admit(info.FullMethod); err != nil {
 		return err
 	}
 	s.active.Add(1)
@@ -306,6 +329,9 @@ type service struct {
 
 func (v *service) HealthCheck(_ context.Context, n *relayapi.NonceMessage) (*relayapi.ReplyMessage, error) {
 	v.s.healthChecks.Add(1)
+	if v.s.wrongNonce.Load() {
+		return &relayapi.ReplyMessage{Retval: n.GetNonce() ^ 0x5a5a}, nil
+	}
 	return &relayapi.ReplyMessage{Retval: n.GetNonce()}, nil
 }
 

@@ -267,3 +267,24 @@ func TestHangSilentEndStreams(t *testing.T) {
 		t.Fatalf("EndStreams(OK): want clean EOF, got %v", err)
 	}
 }
+
+func TestMethodFailCodeAndWrongNonce(t *testing.T) {
+	s, c, _ := start(t, Options{})
+	s.SetMethodFailCode(relayapi.LogService_HealthCheck_FullMethodName, codes.Internal)
+	if _, err := c.HealthCheck(ctxT(t, 5*time.Second), &relayapi.NonceMessage{Nonce: 1}); status.Code(err) != codes.Internal {
+		t.Fatalf("want Internal, got %v", err)
+	}
+	st, err := c.WatchAlerts(ctxT(t, 5*time.Second), &relayapi.RequestMessage{Filter: "policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first(st); err != nil {
+		t.Fatalf("other methods are not faulted: %v", err)
+	}
+	s.SetMethodFailCode(relayapi.LogService_HealthCheck_FullMethodName, codes.OK)
+	s.SetWrongNonce(true)
+	r, err := c.HealthCheck(ctxT(t, 5*time.Second), &relayapi.NonceMessage{Nonce: 3})
+	if err != nil || r.GetRetval() == 3 {
+		t.Fatalf("want a wrong nonce: %v %v", r, err)
+	}
+}

@@ -142,7 +142,7 @@ type Probe struct {
 }
 
 var (
-	_ probe.Probe       = (*Probe)(nil)
+	_ probe.Probe      = (*Probe)(nil)
 	_ actions.Redialer = (*Probe)(nil)
 )
 
