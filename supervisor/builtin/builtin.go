@@ -6,4 +6,7 @@ import (
 	// Actions.
 	_ "github.com/medic-sidecar/medic/actions/exec"
 	_ "github.com/medic-sidecar/medic/actions/restart"
+
+	// Probes.
+	_ "github.com/medic-sidecar/medic/supervisor/probe/grpcstream"
 )
