@@ -12,10 +12,12 @@ import (
 // reconnectBackoff is the probe's reconnect delay sequence, built with
 // actions.NewBackoff from the configured policy.
 //
-// A probe retries forever, and go-retry's exponential sequence wraps
-// around after some 30 doublings (base << attempt overflows into small
-// values). So once the configured sequence has certainly reached max, the
-// probe switches to a constant sequence at max with the same jitter.
+// A probe retries forever, while go-retry's exponential sequence is
+// base << attempt: after some 30 doublings the shift overflows, and what
+// it yields then depends on the bits of base (the cap hides it for round
+// bases, not for every base). So once the configured sequence has
+// certainly reached max, the probe switches to a constant sequence at max
+// with the same jitter and never calls the growing one again.
 type reconnectBackoff struct {
 	grow retry.Backoff
 	left int // Next calls served by grow before switching to hold
