@@ -30,6 +30,9 @@ import (
 // so a test can kill a real relay process.
 const childEnv = "MEDIC_GRPCSTREAM_RELAY_CHILD"
 
+// childIntervalEnv sets the child relay's event interval (default 10ms).
+const childIntervalEnv = "MEDIC_GRPCSTREAM_RELAY_INTERVAL"
+
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(childEnv); addr != "" {
 		os.Exit(relayChild(addr))
@@ -40,7 +43,16 @@ func TestMain(m *testing.M) {
 func relayChild(addr string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	s, err := relay.Start(relay.Options{Addr: addr, Interval: 10 * time.Millisecond})
+	iv := 10 * time.Millisecond
+	if v := os.Getenv(childIntervalEnv); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		iv = d
+	}
+	s, err := relay.Start(relay.Options{Addr: addr, Interval: iv})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
