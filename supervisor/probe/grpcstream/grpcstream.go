@@ -138,7 +138,7 @@ type Probe struct {
 	dials          uint64
 	errs           map[string]uint64
 	keepaliveTime  time.Duration // doubled on too_many_pings, as grpc-go does per channel
-	started        bool
+	running        bool
 }
 
 var (
@@ -237,12 +237,17 @@ func (p *Probe) Status() Status {
 // reported as samples, never as errors.
 func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
 	p.mu.Lock()
-	if p.started {
+	if p.running {
 		p.mu.Unlock()
-		return fmt.Errorf("grpcStream probe %s: Run called twice", p.name)
+		return fmt.Errorf("grpcStream probe %s: Run is already running", p.name)
 	}
-	p.started = true
+	p.running = true
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
 	// Until the first message, "last message" is the probe's start, so an
 	// event-gap rule also fires for a stream that never delivers.
 	p.lastMessage.Store(p.clk.Now().UnixNano())
