@@ -138,6 +138,7 @@ type Probe struct {
 	dials          uint64
 	errs           map[string]uint64
 	keepaliveTime  time.Duration // doubled on too_many_pings, as grpc-go does per channel
+	decided        bool          // the first attempt has an outcome: up is known
 	running        bool
 }
 
@@ -155,6 +156,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	if clk == nil {
 		clk = clock.Real{}
 	}
+	// env.Logger already carries probe=<name> (the supervisor scopes it).
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -172,10 +174,10 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	}
 	if c.API == APIGRPCHealth {
 		p.method = healthpb.Health_Watch_FullMethodName
-		p.log = log.With("probe", env.Name, "target", c.Target, "api", c.API, "service", c.Service)
+		p.log = log.With("target", c.Target, "api", c.API, "service", c.Service)
 	} else {
 		p.method = c.stream().Method()
-		p.log = log.With("probe", env.Name, "target", c.Target, "api", c.API, "stream", string(c.stream()), "filter", c.filter())
+		p.log = log.With("target", c.Target, "api", c.API, "stream", string(c.stream()), "filter", c.filter())
 	}
 	return p, nil
 }
@@ -531,7 +533,7 @@ func (p *Probe) classify(parent context.Context, r result, err error) result {
 func (p *Probe) setUp(now time.Time) {
 	p.mu.Lock()
 	from := p.phase
-	p.phase, p.connectedSince, p.code, p.lastErr = PhaseUp, now, "", ""
+	p.phase, p.connectedSince, p.code, p.lastErr, p.decided = PhaseUp, now, "", "", true
 	n := p.reconnects
 	p.mu.Unlock()
 	if from != PhaseUp {
@@ -560,7 +562,7 @@ func (p *Probe) onEnd(r result) bool {
 	}
 	p.mu.Lock()
 	from, fromCode := p.phase, p.code
-	p.phase, p.code, p.lastErr = phase, r.code, errString(r.err)
+	p.phase, p.code, p.lastErr, p.decided = phase, r.code, errString(r.err), true
 	p.errs[r.code]++
 	upFor := time.Duration(0)
 	if from == PhaseUp {

@@ -508,3 +508,26 @@ func TestTooManyPingsDoublesKeepalive(t *testing.T) {
 		t.Fatal("not logged")
 	}
 }
+
+// TestUpUnknownUntilFirstOutcome: while the first dial is still pending,
+// up has no sample (unknown), so an "up == 0" rule cannot fire at startup.
+func TestUpUnknownUntilFirstOutcome(t *testing.T) {
+	s := startRelay(t, relay.Options{})
+	px, err := faultproxy.Start("127.0.0.1:0", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	px.SetMode(faultproxy.Stall) // the TCP connect succeeds, the HTTP/2 handshake hangs
+	h := run(t, testConfig(px.Addr()), clock.NewFake(t0))
+	h.waitFor("first commit", 5*time.Second, func() bool { _, ok := h.value(MetricMessages); return ok })
+	time.Sleep(200 * time.Millisecond) // the dial is pending, not failed
+	if v, ok := h.value(MetricUp); ok {
+		t.Fatalf("up = %v before the first attempt has an outcome", v)
+	}
+	if _, ok := h.value(MetricProbeUp); ok {
+		t.Fatal("medic_probe_up before the first outcome")
+	}
+	px.SetMode(faultproxy.Pass)
+	h.waitUp()
+}

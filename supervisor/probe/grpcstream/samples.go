@@ -96,7 +96,7 @@ func b2f(b bool) float64 {
 func (p *Probe) commit(app probe.Appender, sc *sampleCache) {
 	now := p.clk.Now()
 	p.mu.Lock()
-	up := p.phase == PhaseUp
+	up, decided := p.phase == PhaseUp, p.decided
 	since := p.connectedSince
 	reconnects := p.reconnects
 	health := p.health
@@ -113,15 +113,19 @@ func (p *Probe) commit(app probe.Appender, sc *sampleCache) {
 	}
 	p.mu.Unlock()
 
-	probeUp := up
-	if p.c.API == APIGRPCHealth {
-		probeUp = up && health == healthpb.HealthCheckResponse_SERVING
-		for _, st := range healthStatuses {
-			add(app, sHealth[st], b2f(st == health))
+	// Until the first attempt has an outcome, up is unknown, not 0: no
+	// sample, so "up == 0" rules do not fire while medic starts.
+	if decided {
+		probeUp := up
+		if p.c.API == APIGRPCHealth {
+			probeUp = up && health == healthpb.HealthCheckResponse_SERVING
+			for _, st := range healthStatuses {
+				add(app, sHealth[st], b2f(st == health))
+			}
 		}
+		add(app, sUp, b2f(up))
+		add(app, sProbeUp, b2f(probeUp))
 	}
-	add(app, sUp, b2f(up))
-	add(app, sProbeUp, b2f(probeUp))
 	add(app, sLastMessage, float64(p.lastMessage.Load())/1e9)
 	add(app, sMessages, float64(p.messages.Load()))
 	add(app, sReconnects, float64(reconnects))
