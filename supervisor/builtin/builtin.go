@@ -12,6 +12,7 @@ import (
 
 	// Probes.
 	_ "github.com/medic-sidecar/medic/supervisor/probe/certprobe"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/grpcstream"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/httpprobe"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/scrape"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpconn"
