@@ -25,8 +25,8 @@ import (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("MEDIC_TEST_RUN_MAIN") == "1" {
-		// Re-exec'd as the medic CLI by an exec action.
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		// Re-exec'd as the medic binary (by an exec action, or a signal test).
+		main()
 	}
 	os.Exit(m.Run())
 }
