@@ -258,11 +258,12 @@ func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
 	return nil
 }
 
-// cycle runs one scrape and commits its batch at now. During shutdown
-// nothing is committed.
+// cycle runs one scrape and commits its batch at now. A scrape cut short
+// by shutdown adds and commits nothing (and is no failure); one that
+// completed is committed.
 func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 	n, warns, err := p.scrape(ctx, app)
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return
 	}
 	up := 1.0
@@ -347,6 +348,9 @@ func (p *Probe) scrape(ctx context.Context, app probe.Appender) (int, int, *Erro
 	warns, err := p.check(b, ct)
 	if err != nil {
 		return 0, 0, err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return 0, 0, &Error{Reason: ReasonConnect, Err: cerr} // shutting down: add nothing
 	}
 	return p.ingest(app, b, ct), warns, nil
 }
