@@ -300,9 +300,21 @@ func (s *Supervisor) runProbe(ctx context.Context, pr *probeRunner) {
 	}
 }
 
+var _ probe.CounterAppender = (*trackingAppender)(nil)
+
 type trackingAppender struct {
 	probe.Appender
 	first *atomic.Bool
+}
+
+// AddCounterRaw keeps the store's zero-start of new counters reachable
+// through the wrapper (probe.CounterAppender).
+func (t *trackingAppender) AddCounterRaw(key []byte, mk func() labels.Labels, v float64) {
+	if ca, ok := t.Appender.(probe.CounterAppender); ok {
+		ca.AddCounterRaw(key, mk, v)
+		return
+	}
+	t.Appender.AddRaw(key, mk, v)
 }
 
 func (t *trackingAppender) Commit(now time.Time) (int, error) {
