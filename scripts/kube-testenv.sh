@@ -77,11 +77,15 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	ldflags+=" -X $p.gitMinor=${minor%%.*}"
 done
 
-echo "kube-testenv: building kube-apiserver v${KUBE_VERSION} (cold: 4-10 min, ~2 GB RAM)"
-t0=$(date +%s)
-(cd "$work/apiserver" && go build -trimpath -ldflags "$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
-echo "kube-testenv: kube-apiserver built in $(( $(date +%s) - t0 ))s"
+if [[ -x "$OUT/kube-apiserver" && "${MEDIC_KUBE_REBUILD:-}" != 1 ]]; then
+	echo "kube-testenv: kube-apiserver already in $OUT"
+else
+	echo "kube-testenv: building kube-apiserver v${KUBE_VERSION} (cold: 4-10 min, ~2 GB RAM)"
+	t0=$(date +%s)
+	(cd "$work/apiserver" && go build -trimpath -ldflags "$ldflags" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+	mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
+	echo "kube-testenv: kube-apiserver built in $(( $(date +%s) - t0 ))s"
+fi
 
 # --- etcd -----------------------------------------------------------------
 mkdir -p "$work/etcd"
@@ -99,11 +103,15 @@ package tools
 
 import _ "go.etcd.io/etcd/server/v3"
 GO
-echo "kube-testenv: building etcd v${ETCD_VERSION}"
-t0=$(date +%s)
-(cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3)
-mv "$OUT/etcd.tmp" "$OUT/etcd"
-echo "kube-testenv: etcd built in $(( $(date +%s) - t0 ))s"
+if [[ -x "$OUT/etcd" && "${MEDIC_KUBE_REBUILD:-}" != 1 ]]; then
+	echo "kube-testenv: etcd already in $OUT"
+else
+	echo "kube-testenv: building etcd v${ETCD_VERSION}"
+	t0=$(date +%s)
+	(cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3)
+	mv "$OUT/etcd.tmp" "$OUT/etcd"
+	echo "kube-testenv: etcd built in $(( $(date +%s) - t0 ))s"
+fi
 
 "$OUT/kube-apiserver" --version
 "$OUT/etcd" --version | head -1

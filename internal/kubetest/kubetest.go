@@ -41,6 +41,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,18 +117,16 @@ func mustClient(t testing.TB, c *rest.Config) kubernetes.Interface {
 
 var shared struct {
 	sync.Mutex
-	main    bool // Main is running the package's tests
 	env     *Env
 	err     error
 	started bool
 }
 
-// Main runs the package's tests with one shared control plane, started by
-// the first Start and stopped after the last test. Use it from TestMain.
+// Main runs the package's tests and then stops the shared control plane,
+// if a test started one. Use it from TestMain; without it the control
+// plane lives until the test binary exits (the processes die with it, and
+// the next start removes their directory).
 func Main(m *testing.M) int {
-	shared.Lock()
-	shared.main = true
-	shared.Unlock()
 	code := m.Run()
 	shared.Lock()
 	defer shared.Unlock()
@@ -136,9 +136,9 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// Start returns a running control plane: the package's shared one when
-// TestMain calls Main, else one for this test alone, stopped on cleanup.
+// Start returns the package's control plane, starting it on first use.
 // Without binaries it skips the test (fails it with MEDIC_REQUIRE_KUBE=1).
+// Tests share it: give objects unique names.
 func Start(t testing.TB) *Env {
 	t.Helper()
 	bin, err := FindBinaries()
@@ -150,17 +150,12 @@ func Start(t testing.TB) *Env {
 	}
 	shared.Lock()
 	defer shared.Unlock()
-	if !shared.main {
-		env, err := startEnv(bin)
-		if err != nil {
-			t.Fatalf("kubetest: %v", err)
-		}
-		t.Cleanup(env.Stop)
-		return env
-	}
 	if !shared.started {
 		shared.started = true
 		shared.env, shared.err = startEnv(bin)
+		if shared.err == nil {
+			t.Logf("kubetest: etcd v%s + kube-apiserver v%s ready in %s", EtcdVersion, KubeVersion, shared.env.StartupTime.Round(time.Millisecond))
+		}
 	}
 	if shared.err != nil {
 		t.Fatalf("kubetest: %v", shared.err)
@@ -221,8 +216,12 @@ func startOnce(bin string, rbac *RBAC) (_ *Env, err error) {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		base = "/dev/shm" // etcd's data dir in memory
 	}
+	removeStale(base)
 	dir, err := os.MkdirTemp(base, "medic-kubetest-")
 	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	env := &Env{Dir: dir, Namespace: Namespace, ServiceAccount: rbac.ServiceAccount}
@@ -347,7 +346,7 @@ func (p *proc) start(path string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = f, f
 	// Die with the test binary even if it is killed before cleanup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		f.Close()
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
@@ -389,6 +388,55 @@ func (p *proc) stop() {
 	case <-time.After(5 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
+	}
+}
+
+var (
+	spawnOnce sync.Once
+	spawnReqs = make(chan spawnReq)
+)
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// spawn starts cmd from one OS thread that lives as long as the process:
+// Pdeathsig fires when the thread that forked the child exits, so starting
+// children from an arbitrary (possibly short-lived) thread could kill
+// them early.
+func spawn(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread stays until exit
+			for r := range spawnReqs {
+				r.err <- r.cmd.Start()
+			}
+		}()
+	})
+	r := spawnReq{cmd: cmd, err: make(chan error, 1)}
+	spawnReqs <- r
+	return <-r.err
+}
+
+// removeStale deletes directories of earlier runs whose test process is gone.
+func removeStale(base string) {
+	if base == "" {
+		base = os.TempDir()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(base, "medic-kubetest-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
 	}
 }
 
