@@ -209,7 +209,9 @@ func (r *rolloutRestart) owner(ctx context.Context) (workload, error) {
 		ref, c.APIVersion, c.Kind, c.Name))
 }
 
-func isApps(ref *metav1.OwnerReference) bool { return ref.APIVersion == appsv1.SchemeGroupVersion.String() }
+func isApps(ref *metav1.OwnerReference) bool {
+	return ref.APIVersion == appsv1.SchemeGroupVersion.String()
+}
 
 // check reads the workload, verifies it is the one referenced (UID) and
 // that a template change will roll its pods; it returns the UID.

@@ -21,7 +21,7 @@ func TestPauseFollowsTheAnnotation(t *testing.T) {
 	env := kubetest.Start(t)
 	pod := newPod(t, env, "pause-me", nil)
 	w, err := kube.NewPauseWatcher(kube.PauseOptions{
-		Client: env.MedicClient(t), // deploy/base's Role: pods get/list/watch
+		Client:    env.MedicClient(t), // deploy/base's Role: pods get/list/watch
 		Namespace: env.Namespace, Pod: pod.Name, Resync: time.Hour,
 	})
 	if err != nil {
