@@ -1,0 +1,127 @@
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/actions/restart"
+	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/kubetest"
+	"github.com/medic-sidecar/medic/supervisor/kube"
+	"github.com/medic-sidecar/medic/supervisor/remedy"
+)
+
+// TestEndToEndPausedThenRestartPod goes through the remedy engine with the
+// Kubernetes parts wired as the supervisor wires them: a client with
+// medic's identity (the medic user), the EventSink as a sink, the
+// PauseWatcher as a pauser, and restart mode pod built with
+// Client.ActionsEnv. medic's pod is paused when the alert fires; the
+// attempt waits, suppressed; the operator removes the annotation; the pod
+// of the agent is deleted; the alert resolves. Every step shows up as an
+// Event on medic's pod.
+func TestEndToEndPausedThenRestartPod(t *testing.T) {
+	env := kubetest.Start(t)
+	admin := env.AdminClient(t)
+	self := newPod(t, env, "medic-e2e", map[string]string{kube.PauseAnnotation: "true", kube.PauseReasonAnnotation: "maintenance"})
+	agent := newPod(t, env, "agent-e2e", nil)
+
+	c, err := kube.NewForConfig(env.Medic, kube.Identity{Namespace: env.Namespace, Pod: self.Name, Node: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := kube.NewEventSink(kube.EventOptions{Client: c.Interface, Regarding: kube.PodReference(c.Identity), Burst: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pause, err := kube.NewPauseWatcher(kube.PauseOptions{Client: c.Interface, Namespace: c.Identity.Namespace, Pod: c.Identity.Pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{sink.Run, pause.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	eventually(t, 10*time.Second, "pause watcher synced and paused", func() (bool, string) {
+		p, r := pause.Paused()
+		return pause.HasSynced() && p, r
+	})
+
+	kind, _ := actions.Lookup(restart.Kind)
+	rc := kind.NewConfig().(*restart.Config)
+	rc.Mode, rc.Pod = restart.ModePod, agent.Name
+	if err := rc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	act, err := kind.New(rc, actions.Env{Name: "delete-agent", Kube: c.ActionsEnv()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := remedy.New(remedy.Options{
+		Steps: map[string]*remedy.Step{"delete-agent": {Name: "delete-agent", Kind: restart.Kind, Action: act,
+			Backoff: actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
+			Verify:  10 * time.Second}},
+		Pausers: []remedy.Pauser{pause}, Sinks: []remedy.Sink{sink}, Recheck: 50 * time.Millisecond,
+	})
+	eng.Start(ctx)
+	defer eng.Wait()
+	alert := remedy.Alert{Key: "AgentDown{}", Rule: "AgentDown", Value: 1, Ladder: []string{"delete-agent"}}
+	eng.Observe(time.Now(), []remedy.Alert{alert})
+
+	reasons := func() map[string]string {
+		out := map[string]string{}
+		for _, e := range eventsAbout(t, admin, env.Namespace, self.Name) {
+			out[e.Reason+"/"+e.Type] = e.Note
+		}
+		return out
+	}
+	eventually(t, 10*time.Second, "suppressed while paused", func() (bool, string) {
+		r := reasons()
+		_, ok := r["RemediationSuppressed/Normal"]
+		return ok, fmt.Sprint(r)
+	})
+	if note := reasons()["RemediationSuppressed/Normal"]; !strings.Contains(note, "reason=paused") || !strings.Contains(note, "maintenance") {
+		t.Errorf("suppression note %q", note)
+	}
+	if _, err := admin.CoreV1().Pods(env.Namespace).Get(ctx, agent.Name, metav1.GetOptions{}); err != nil {
+		t.Fatalf("agent pod touched while paused: %v", err)
+	}
+
+	// The operator resumes medic: the attempt runs and deletes the agent pod.
+	patchAnnotations(t, admin, env.Namespace, self.Name, map[string]any{kube.PauseAnnotation: nil})
+	eventually(t, 10*time.Second, "agent pod deleted", func() (bool, string) {
+		_, err := admin.CoreV1().Pods(env.Namespace).Get(ctx, agent.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	// The alert stops firing within the verify window.
+	eng.Observe(time.Now(), nil)
+	want := []string{"IncidentOpened/Warning", "RemediationSuppressed/Normal", "RemediationStarted/Normal",
+		"RemediationSucceeded/Normal", "IncidentResolved/Normal"}
+	eventually(t, 15*time.Second, "the incident's Events", func() (bool, string) {
+		r := reasons()
+		for _, w := range want {
+			if _, ok := r[w]; !ok {
+				return false, fmt.Sprintf("missing %s in %v", w, r)
+			}
+		}
+		return true, ""
+	})
+	r := reasons()
+	if n := r["RemediationSucceeded/Normal"]; !strings.Contains(n, "action=delete-agent") || !strings.Contains(n, "attempt=1/1") ||
+		!strings.Contains(n, "deleted pod "+env.Namespace+"/agent-e2e (uid "+string(agent.UID)+")") {
+		t.Errorf("success note %q", n)
+	}
+	for k, n := range r {
+		t.Logf("%s: %s", k, n)
+	}
+}
