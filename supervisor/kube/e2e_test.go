@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -37,20 +39,21 @@ func TestEndToEndPausedThenRestartPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink, err := kube.NewEventSink(kube.EventOptions{Client: c.Interface, Regarding: kube.PodReference(c.Identity), Burst: 50})
+	k, err := kube.NewIntegration(c, kube.IntegrationOptions{Events: kube.EventOptions{Burst: 50}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pause, err := kube.NewPauseWatcher(kube.PauseOptions{Client: c.Interface, Namespace: c.Identity.Namespace, Pod: c.Identity.Pod})
-	if err != nil {
-		t.Fatal(err)
+	reg := prometheus.NewRegistry()
+	for _, col := range k.Collectors() {
+		if err := reg.Register(col); err != nil {
+			t.Fatal(err)
+		}
 	}
+	pause := k.Pause
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{sink.Run, pause.Run} {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = run(ctx) }()
-	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = k.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 	eventually(t, 10*time.Second, "pause watcher synced and paused", func() (bool, string) {
 		p, r := pause.Paused()
@@ -63,7 +66,7 @@ func TestEndToEndPausedThenRestartPod(t *testing.T) {
 	if err := rc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	act, err := kind.New(rc, actions.Env{Name: "delete-agent", Kube: c.ActionsEnv()})
+	act, err := kind.New(rc, actions.Env{Name: "delete-agent", Kube: k.ActionsEnv()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +74,7 @@ func TestEndToEndPausedThenRestartPod(t *testing.T) {
 		Steps: map[string]*remedy.Step{"delete-agent": {Name: "delete-agent", Kind: restart.Kind, Action: act,
 			Backoff: actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
 			Verify:  10 * time.Second}},
-		Pausers: []remedy.Pauser{pause}, Sinks: []remedy.Sink{sink}, Recheck: 50 * time.Millisecond,
+		Pausers: k.Pausers(), Sinks: k.Sinks(), Recheck: 50 * time.Millisecond,
 	})
 	eng.Start(ctx)
 	defer eng.Wait()
@@ -121,7 +124,37 @@ func TestEndToEndPausedThenRestartPod(t *testing.T) {
 		!strings.Contains(n, "deleted pod "+env.Namespace+"/agent-e2e (uid "+string(agent.UID)+")") {
 		t.Errorf("success note %q", n)
 	}
-	for k, n := range r {
-		t.Logf("%s: %s", k, n)
+	for reason, n := range r {
+		t.Logf("%s: %s", reason, n)
+	}
+	if n, err := testutil.GatherAndCount(reg, "medic_kube_events_writes_total", "medic_kube_paused"); err != nil || n < 2 {
+		t.Errorf("metrics on the registry: %d series, %v", n, err)
+	}
+}
+
+func TestIntegrationOutsideAClusterAndWithoutAPod(t *testing.T) {
+	var k *kube.Integration // NewIntegration(nil, ...) gives nil
+	if got, err := kube.NewIntegration(nil, kube.IntegrationOptions{}); got != nil || err != nil {
+		t.Fatalf("nil client: %v, %v", got, err)
+	}
+	if k.Sinks() != nil || k.Pausers() != nil || k.ActionsEnv() != nil || k.Collectors() != nil || k.Run(context.Background()) != nil {
+		t.Error("nil Integration is not inert")
+	}
+	if k.String() != "off (not in a cluster)" {
+		t.Errorf("String = %q", k.String())
+	}
+	env := kubetest.Start(t)
+	c, err := kube.NewForConfig(env.Medic, kube.Identity{Namespace: env.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err = kube.NewIntegration(c, kube.IntegrationOptions{})
+	if err != nil || k.Events != nil || k.Pause != nil || k.ActionsEnv() == nil || len(k.Sinks()) != 0 {
+		t.Fatalf("without POD_NAME: %+v, %v; want the API only", k, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := k.Run(ctx); err != nil {
+		t.Error(err)
 	}
 }
