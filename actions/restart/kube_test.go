@@ -140,6 +140,7 @@ func TestKubeModesValidate(t *testing.T) {
 		{func(c *Config) { c.Mode, c.WorkloadKind = ModeRollout, "Job" }, []string{"workloadKind: must be Deployment, DaemonSet or StatefulSet", "workloadName: workloadKind and workloadName go together"}},
 		{func(c *Config) { c.Mode, c.WorkloadKind, c.WorkloadName, c.Pod = ModeRollout, "Deployment", "d", "p" }, []string{"pod: set either pod"}},
 		{func(c *Config) { c.Mode, c.Evict = ModeRollout, true }, []string{"evict: applies to mode pod only"}},
+		{func(c *Config) { c.Mode, c.Namespace = ModeRollout, "ns" }, []string{"namespace: needs pod or workloadKind/workloadName"}},
 	} {
 		cf := defaults()
 		c.set(cf)

@@ -50,6 +50,9 @@ func validateRollout(c *Config) error {
 	if c.WorkloadName != "" && c.Pod != "" {
 		errs = append(errs, cfg.Errorf("pod", "set either pod (its owner is restarted) or workloadKind/workloadName, not both"))
 	}
+	if c.Namespace != "" && c.Pod == "" && c.WorkloadName == "" {
+		errs = append(errs, cfg.Errorf("namespace", "needs pod or workloadKind/workloadName (the default target is medic's own pod)"))
+	}
 	if c.Evict {
 		errs = append(errs, cfg.Errorf("evict", "applies to mode pod only"))
 	}
