@@ -4,6 +4,13 @@ package builtin
 
 import (
 	// Actions.
+	_ "github.com/medic-sidecar/medic/actions/certrefresh"
 	_ "github.com/medic-sidecar/medic/actions/exec"
 	_ "github.com/medic-sidecar/medic/actions/restart"
+
+	// Probes.
+	_ "github.com/medic-sidecar/medic/supervisor/probe/certprobe"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/httpprobe"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/scrape"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpprobe"
 )

@@ -208,7 +208,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.log = p.log.With("probe", env.Name, "url", p.url)
+	p.log = p.log.With("url", p.url) // the supervisor's logger already carries probe=<name>
 	if p.clk == nil {
 		p.clk = clock.Real{}
 	}
@@ -279,9 +279,15 @@ func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 		p.log.Error("commit scrape samples", "err", cerr)
 	}
 	p.report(n, warns, err)
-	// Let go of a buffer that once held a far larger page.
+	// Let go of buffers that once held a far larger page.
 	if c := p.body.Cap(); c > 1<<20 && c > 4*p.body.Len() {
 		p.body = bytes.Buffer{}
+	}
+	if c := cap(p.keys); c > 1<<20 && c > 4*len(p.keys) {
+		p.keys = nil
+	}
+	if c := cap(p.recs); c > 1<<15 && c > 4*len(p.recs) {
+		p.recs = nil
 	}
 }
 
