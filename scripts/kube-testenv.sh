@@ -8,10 +8,27 @@
 # 4-10 min on 2 cores and ~2 GB RAM; a warm one takes seconds.
 #
 # Tests find the binaries through MEDIC_KUBE_BIN or the same default cache
-# directory (see internal/kubetest). Usage:
-#   bash scripts/kube-testenv.sh            # build if missing, print the dir
+# directory (see internal/kubetest). Progress goes to stderr; stdout is only
+# the directory as an environment assignment. Usage:
+#   bash scripts/kube-testenv.sh                  # build if missing; prints MEDIC_KUBE_BIN=<dir>
+#   eval "$(bash scripts/kube-testenv.sh --print-env)"   # ... and export it (CI)
 #   MEDIC_KUBE_REBUILD=1 bash scripts/kube-testenv.sh   # force a rebuild
 set -euo pipefail
+
+print_env=0
+case "${1:-}" in
+--print-env) print_env=1 ;;
+"") ;;
+*) echo "usage: $0 [--print-env]" >&2; exit 2 ;;
+esac
+result() {
+	if [[ $print_env == 1 ]]; then
+		printf 'export MEDIC_KUBE_BIN=%q\n' "$OUT"
+	else
+		echo "MEDIC_KUBE_BIN=$OUT"
+	fi
+}
+exec 3>&1 1>&2 # progress to stderr; result() writes to fd 3
 
 KUBE_VERSION=1.36.3
 STAGING_VERSION=0.36.3
@@ -24,7 +41,7 @@ have() { [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; }
 
 if have && [[ "${MEDIC_KUBE_REBUILD:-}" != 1 ]]; then
 	echo "kube-testenv: kube-apiserver v${KUBE_VERSION} and etcd v${ETCD_VERSION} already in $OUT (0s)"
-	echo "MEDIC_KUBE_BIN=$OUT"
+	result >&3
 	exit 0
 fi
 
@@ -116,4 +133,4 @@ fi
 "$OUT/kube-apiserver" --version
 "$OUT/etcd" --version | head -1
 echo "kube-testenv: done in $(( $(date +%s) - start ))s"
-echo "MEDIC_KUBE_BIN=$OUT"
+result >&3
