@@ -6,11 +6,15 @@ import (
 	// Actions.
 	_ "github.com/medic-sidecar/medic/actions/certrefresh"
 	_ "github.com/medic-sidecar/medic/actions/exec"
+	_ "github.com/medic-sidecar/medic/actions/reconnect"
 	_ "github.com/medic-sidecar/medic/actions/restart"
+	_ "github.com/medic-sidecar/medic/actions/socketcleanup"
 
 	// Probes.
 	_ "github.com/medic-sidecar/medic/supervisor/probe/certprobe"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/grpcstream"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/httpprobe"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/scrape"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpconn"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpprobe"
 )

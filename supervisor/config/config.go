@@ -342,6 +342,14 @@ func (c *Config) Validate() error {
 				add(path+".requires", "%v", err)
 			}
 		}
+		// Kinds that act on a probe (reconnect probe:) name it; check it exists.
+		if pr, ok := a.Spec.(interface{ ProbeRefs() []string }); ok {
+			for _, ref := range pr.ProbeRefs() {
+				if _, ok := seen[ref]; !ok {
+					add(cfg.Join(path, a.Kind)+".probe", "no probe named %q in probes[]", ref)
+				}
+			}
+		}
 	}
 	alerts := map[string]int{}
 	for i, r := range c.Rules {
