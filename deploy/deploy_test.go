@@ -26,6 +26,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/medic-sidecar/medic/internal/kubetest"
+	_ "github.com/medic-sidecar/medic/supervisor/builtin" // every probe and action kind
+	"github.com/medic-sidecar/medic/supervisor/config"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
@@ -230,6 +232,33 @@ func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
 	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
+	}
+}
+
+// TestOverlayConfigsAreValid loads the medic.yaml each overlay ships (from
+// the built ConfigMap) with medic's own strict loader and validation.
+func TestOverlayConfigsAreValid(t *testing.T) {
+	for _, dir := range overlays {
+		for _, cm := range find(build(t, dir), "ConfigMap") {
+			data, ok, _ := unstructured.NestedString(cm.Object, "data", "medic.yaml")
+			if !ok {
+				continue
+			}
+			c, err := config.Parse([]byte(data))
+			if err == nil {
+				err = c.Validate()
+			}
+			if err != nil {
+				t.Errorf("%s: %s medic.yaml: %v", dir, cm.GetName(), err)
+			}
+		}
+	}
+	b, err := os.ReadFile("base/medic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := config.Parse(b); err != nil || c.Validate() != nil {
+		t.Errorf("base/medic.yaml: %v", err)
 	}
 }
 
