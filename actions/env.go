@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/medic-sidecar/medic/internal/clock"
 )
 
@@ -17,6 +19,18 @@ type Env struct {
 	Probes ProbeFinder
 	// AgentLiveness is medic's /livez/agent endpoint (restart mode probe).
 	AgentLiveness LivenessSwitch
+	// Kube is the Kubernetes API and medic's own pod; nil outside a
+	// cluster (restart modes pod and rollout need it).
+	Kube *KubeEnv
+}
+
+// KubeEnv is medic's Kubernetes access: a clientset and its own pod
+// (Downward API). supervisor/kube's Client.ActionsEnv builds it.
+type KubeEnv struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Pod       string
+	Node      string
 }
 
 // ProbeFinder looks up a running probe by name. The value is the probe
