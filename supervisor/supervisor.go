@@ -28,6 +28,7 @@ import (
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/livez"
 	"github.com/medic-sidecar/medic/supervisor/config"
+	"github.com/medic-sidecar/medic/supervisor/kube"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 	"github.com/medic-sidecar/medic/supervisor/rules"
@@ -49,6 +50,9 @@ type Options struct {
 	Sinks []remedy.Sink
 	// OnTransition is called for every alert state change (the demo prints them).
 	OnTransition func(rules.Transition)
+	// Kube is the Kubernetes integration (Events, pause annotation, API
+	// access for actions); nil outside a cluster.
+	Kube *kube.Integration
 }
 
 // Supervisor is a running medic.
@@ -66,7 +70,7 @@ type Supervisor struct {
 	server  *server.Server
 	probes  []*probeRunner
 	ladders map[string][]string // alert -> ladder
-	started atomic.Int64 // unix nanos when Run began
+	started atomic.Int64        // unix nanos when Run began
 
 	lastEval  atomic.Int64 // unix nanos of the last completed evaluation
 	evalCount atomic.Int64
@@ -136,7 +140,7 @@ func New(o Options) (*Supervisor, error) {
 	for name, ac := range c.Actions {
 		k, _ := actions.Lookup(ac.Kind)
 		a, err := k.New(ac.Spec, actions.Env{Name: name, Logger: o.Logger.With("action", name), Clock: o.Clock,
-			StateDir: c.StateDir, Probes: found, AgentLiveness: s.livez})
+			StateDir: c.StateDir, Probes: found, AgentLiveness: s.livez, Kube: o.Kube.ActionsEnv()})
 		if err != nil {
 			return nil, fmt.Errorf("action %s: %w", name, err)
 		}
@@ -169,11 +173,11 @@ func New(o Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s.audit.OnError = func(err error) { o.Logger.Error("audit log write failed", "err", err) }
-	s.pausers = []remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}
+	s.pausers = append([]remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}, o.Kube.Pausers()...)
 	metrics := remedy.NewMetrics()
 	s.remedy = remedy.New(remedy.Options{
 		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
-		Budgets: budgets, Pausers: s.pausers, Sinks: append([]remedy.Sink{s.audit}, o.Sinks...),
+		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink{s.audit}, o.Sinks...), o.Kube.Sinks()...),
 		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics,
 	})
 
@@ -185,6 +189,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	cs = append(cs, s.mgr.Collectors()...)
 	cs = append(cs, metrics.Collectors()...)
+	cs = append(cs, o.Kube.Collectors()...)
 	for _, col := range cs {
 		if err := s.reg.Register(col); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
@@ -257,6 +262,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.evalLoop(ctx)
 	}()
+	if s.o.Kube != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.o.Kube.Run(ctx)
+		}()
+	}
 	<-ctx.Done()
 	s.log.Info("medic stopping")
 	wg.Wait()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medic-sidecar/medic/internal/kubetest"
 	"github.com/medic-sidecar/medic/internal/peers/spireagent"
 )
 
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		// Re-exec'd as the medic binary (by an exec action, or a signal test).
 		main()
 	}
-	os.Exit(m.Run())
+	os.Exit(kubetest.Main(m)) // stops the shared control plane if a test started one
 }
 
 type e2e struct {

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/supervisor"
 	_ "github.com/medic-sidecar/medic/supervisor/builtin" // every built-in probe and action kind
 	"github.com/medic-sidecar/medic/supervisor/config"
+	"github.com/medic-sidecar/medic/supervisor/kube"
 )
 
 // shutdownGrace bounds an orderly shutdown after SIGINT/SIGTERM.
@@ -100,6 +102,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("run", "--config FILE [flags]", stderr)
 	path := fs.String("config", "", "config file (YAML)")
 	dryRun := fs.Bool("dry-run", false, "decide and record, but perform no action (overrides config dryRun)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster config when in a pod; none otherwise)")
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -117,7 +120,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *dryRun {
 		c.DryRun = true
 	}
-	s, err := supervisor.New(supervisor.Options{Config: c, Logger: logger})
+	kc, _, err := kube.NewClient(kube.Options{Kubeconfig: *kubeconfig, Logger: logger})
+	if err != nil {
+		return err
+	}
+	k, err := kube.NewIntegration(kc, kube.IntegrationOptions{Clock: clock.Real{}, Logger: logger.With("component", "kube")})
+	if err != nil {
+		return err
+	}
+	s, err := supervisor.New(supervisor.Options{Config: c, Logger: logger, Kube: k})
 	if err != nil {
 		return err
 	}
