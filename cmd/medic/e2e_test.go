@@ -325,6 +325,18 @@ func TestE2EFailureIsRemediatedAndVerified(t *testing.T) {
 	if countAudit(a, "IncidentResolved", "", "") != 1 || countAudit(a, "IncidentOpened", "", "") != 1 {
 		t.Fatalf("audit types: %+v", a)
 	}
+	// Browsers get the same status as HTML.
+	req, _ := http.NewRequest("GET", "http://"+e.addr+"/status", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(page), inc.ID) || !strings.Contains(string(page), "restart-agent") {
+		t.Fatalf("HTML status: %s\n%s", resp.Header.Get("Content-Type"), page)
+	}
 }
 
 func TestE2EStepThatDoesNotFixEscalates(t *testing.T) {
