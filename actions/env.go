@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -17,6 +18,8 @@ type Env struct {
 	Probes ProbeFinder
 	// AgentLiveness is medic's /livez/agent endpoint (restart mode probe).
 	AgentLiveness LivenessSwitch
+	// Plugins runs remediation plugins (plugins.Host) for the plugin kind.
+	Plugins PluginHost
 }
 
 // ProbeFinder looks up a running probe by name. The value is the probe
@@ -37,4 +40,12 @@ type Redialer interface {
 type LivenessSwitch interface {
 	// FailFor makes the endpoint answer 503 for d and returns when it will recover.
 	FailFor(d time.Duration) time.Time
+}
+
+// PluginHost runs external remediation plugins (plugins.Host). Validate
+// returns the plugin's problems with config as cfg.FieldErrors relative
+// to config; Remediate runs one attempt. config is JSON.
+type PluginHost interface {
+	Validate(ctx context.Context, plugin string, config []byte) error
+	Remediate(ctx context.Context, plugin string, inc Incident, config []byte) (Result, error)
 }
