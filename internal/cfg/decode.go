@@ -41,7 +41,7 @@ func Decode(node *yaml.Node, v any, path string) error {
 		node = node.Content[0]
 	}
 	var errs []error
-	walk(node, reflect.TypeOf(v), path, &errs)
+	walk(node, reflect.TypeOf(v), path, &errs, 0)
 	if err := node.Decode(v); err != nil && len(errs) == 0 {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
@@ -72,7 +72,15 @@ func kindName(n *yaml.Node) string {
 	return "unknown"
 }
 
-func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+// maxDepth bounds the walk: config is shallow, and alias cycles must not recurse forever.
+const maxDepth = 64
+
+func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth int) {
+	if depth > maxDepth {
+		*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: "nested too deeply (alias cycle?)"})
+		return
+	}
+	depth++
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
@@ -111,14 +119,14 @@ func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			ft, ok := fields[k.Value]
 			if !ok {
 				if inline != nil {
-					walk(val, inline, Join(path, k.Value), errs)
+					walk(val, inline, Join(path, k.Value), errs, depth)
 					continue
 				}
 				*errs = append(*errs, &FieldError{Path: Join(path, k.Value), Line: k.Line,
 					Msg: "unknown field" + suggest(k.Value, fields)})
 				continue
 			}
-			walk(val, ft, Join(path, k.Value), errs)
+			walk(val, ft, Join(path, k.Value), errs, depth)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -126,7 +134,7 @@ func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			walk(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value), errs)
+			walk(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value), errs, depth)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -134,7 +142,7 @@ func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 			return
 		}
 		for i, item := range n.Content {
-			walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+			walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs, depth)
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {

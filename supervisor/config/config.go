@@ -207,43 +207,40 @@ var errIOEOF = errors.New("EOF")
 
 func decodeProbe(n *yaml.Node, path string) (*Probe, error) {
 	p := &Probe{}
-	if err := cfg.Decode(n, p, path); err != nil {
-		return p, err
-	}
+	derr := cfg.Decode(n, p, path)
 	kind, node, err := oneKind(p.Kinds, path, "probe", probe.Kinds())
 	if err != nil {
-		return p, err
+		return p, errors.Join(derr, err)
 	}
 	k, _ := probe.Lookup(kind)
 	p.Kind = kind
 	p.Spec = k.NewConfig()
-	return p, decodeSpec(node, p.Spec, cfg.Join(path, kind))
+	return p, errors.Join(derr, decodeSpec(node, p.Spec, cfg.Join(path, kind)))
 }
 
 func decodeAction(name string, n *yaml.Node, path string) (*Action, error) {
 	a := DefaultAction()
 	a.Name = name
-	if err := cfg.Decode(n, a, path); err != nil {
-		return a, err
-	}
+	derr := cfg.Decode(n, a, path)
 	kind, node, err := oneKind(a.Kinds, path, "action", actions.Kinds())
 	if err != nil {
-		return a, err
+		return a, errors.Join(derr, err)
 	}
 	k, _ := actions.Lookup(kind)
 	a.Kind = kind
 	a.Spec = k.NewConfig()
-	return a, decodeSpec(node, a.Spec, cfg.Join(path, kind))
+	return a, errors.Join(derr, decodeSpec(node, a.Spec, cfg.Join(path, kind)))
 }
 
+// decodeSpec decodes a kind's section and runs its Validate. Fields that
+// failed to decode keep their defaults, so Validate still reports the
+// other problems; duplicates are removed when the errors are listed.
 func decodeSpec(n *yaml.Node, spec any, path string) error {
-	if err := cfg.Decode(n, spec, path); err != nil {
-		return err
-	}
+	err := cfg.Decode(n, spec, path)
 	if v, ok := spec.(cfg.Validator); ok {
-		return cfg.Prefix(path, v.Validate())
+		err = errors.Join(err, cfg.Prefix(path, v.Validate()))
 	}
-	return nil
+	return err
 }
 
 // oneKind checks that exactly one registered kind key is present.

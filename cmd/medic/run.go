@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/supervisor"
+	_ "github.com/medic-sidecar/medic/supervisor/builtin" // every built-in probe and action kind
+	"github.com/medic-sidecar/medic/supervisor/config"
+)
+
+// shutdownGrace bounds an orderly shutdown after SIGINT/SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+func init() {
+	commands["run"] = command{summary: "run the supervisor with a config file", run: cmdRun}
+	commands["validate"] = command{summary: "check a config file and list every problem", run: cmdValidate}
+	commands["version"] = command{summary: "print the version", run: cmdVersion}
+}
+
+// logFlags are shared by commands that log.
+type logFlags struct {
+	format, level string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.format, "log-format", "json", "log format: json or text")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch l.format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be json or text, not %q", l.format)
+}
+
+// newFlagSet returns a flag set that reports errors (and -h) on stderr.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: medic %s %s\n\nflags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; bad flags or stray arguments are usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return &exitError{code: 0, err: errors.New("")}
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
+// loadConfig loads and validates path; problems become an exit-2 error
+// listing each one on its own line.
+func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
+	if path == "" {
+		fmt.Fprintln(stderr, "--config is required")
+		return nil, errUsage
+	}
+	c, err := config.LoadFile(path)
+	if err == nil {
+		return c, nil
+	}
+	problems := cfg.Sorted(err)
+	fmt.Fprintf(stderr, "%s: %d problem(s):\n", path, len(problems))
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "  %v\n", p)
+	}
+	return nil, &exitError{code: exitUsage, err: errors.New("")}
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", "--config FILE [flags]", stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	dryRun := fs.Bool("dry-run", false, "decide and record, but perform no action (overrides config dryRun)")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	c, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	if *dryRun {
+		c.DryRun = true
+	}
+	s, err := supervisor.New(supervisor.Options{Config: c, Logger: logger})
+	if err != nil {
+		return err
+	}
+	return runUntilDone(ctx, s, logger)
+}
+
+// runUntilDone runs s and, once ctx ends, gives it shutdownGrace to stop.
+func runUntilDone(ctx context.Context, s *supervisor.Supervisor, logger *slog.Logger) error {
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(shutdownGrace):
+		logger.Error("shutdown did not finish in time; exiting", "grace", shutdownGrace)
+		return fmt.Errorf("shutdown took longer than %s", shutdownGrace)
+	}
+}
+
+func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", "--config FILE", stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d probes, %d rules, %d actions", *path, len(c.Probes), len(c.Rules), len(c.Actions))
+	if c.DryRun {
+		fmt.Fprint(stdout, ", dry run")
+	}
+	fmt.Fprintln(stdout, ")")
+	return nil
+}
+
+func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "medic %s\n", supervisor.Version)
+	return nil
+}

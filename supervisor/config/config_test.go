@@ -1,0 +1,230 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/supervisor/probe"
+
+	_ "github.com/medic-sidecar/medic/actions/exec"
+)
+
+// testProbeConfig is a probe kind registered only in this test binary, so
+// config decoding can be tested without depending on real probe packages.
+type testProbeConfig struct {
+	URL      string       `yaml:"url"`
+	Interval cfg.Duration `yaml:"interval"`
+}
+
+func (c *testProbeConfig) Validate() error {
+	if c.URL == "" {
+		return cfg.Errorf("url", "is required")
+	}
+	return nil
+}
+
+func init() {
+	probe.Register(probe.Kind{Name: "testprobe", NewConfig: func() any { return &testProbeConfig{Interval: cfg.Duration(5e9)} }})
+}
+
+const valid = `
+listen: ":9555"
+stateDir: /tmp/medic
+evaluationInterval: 5s
+probes:
+  - name: spire
+    testprobe: {url: "http://127.0.0.1:9988/metrics"}
+actions:
+  restart-agent:
+    exec:
+      command: ["/bin/sh", "-c", "echo restart"]
+      timeout: 10s
+    backoff: {policy: fibonacci, initial: 2s, max: 1m, jitter: 10%, attempts: 4, maxDuration: 10m}
+    verify: 1m
+    budget: {max: 3, window: 1h}
+    requires: 'medic_probe_up{probe="spire"} == 1'
+rules:
+  - alert: SPIREAgentSyncFailure
+    expr: rate(spire_agent_manager_sync_fetch_entries_updates{status!="OK"}[5m]) > 0
+    for: 30s
+    keep_firing_for: 1m
+    labels: {severity: page}
+    annotations: {summary: "sync failing: {{ $labels.status }}"}
+    remediate: [restart-agent]
+`
+
+func TestValidConfig(t *testing.T) {
+	c, err := Parse([]byte(valid))
+	if err != nil {
+		t.Fatalf("valid config rejected:\n%v", err)
+	}
+	a := c.Actions["restart-agent"]
+	if a.Kind != "exec" || a.Backoff.Policy != "fibonacci" || a.Backoff.Attempts != 4 || a.Budget.Max != 3 {
+		t.Fatalf("action decoded wrong: %+v", a)
+	}
+	if c.Probes[0].Spec.(*testProbeConfig).Interval.D().Seconds() != 5 {
+		t.Fatal("probe default interval lost")
+	}
+	if c.Rules[0].KeepFiringFor.D().Minutes() != 1 {
+		t.Fatal("keep_firing_for not decoded")
+	}
+}
+
+func TestDefaultsInOnePlace(t *testing.T) {
+	c, err := Parse([]byte("actions:\n  a:\n    exec: {command: [/bin/true]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != DefaultListen || c.StateDir != DefaultStateDir || c.EvaluationInterval.D() != DefaultEvaluationInterval {
+		t.Fatalf("top-level defaults: %+v", c)
+	}
+	a := c.Actions["a"]
+	if a.Verify.D() != DefaultVerify || a.Backoff.Policy != "exponential" || a.Backoff.Attempts != 3 {
+		t.Fatalf("action defaults: %+v", a)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	env := map[string]string{"POD_NAME": "spire-agent-x7", "PORT": "9988"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := parse([]byte(`
+stateDir: /var/lib/medic/${POD_NAME}
+probes:
+  - name: spire
+    testprobe: {url: "http://127.0.0.1:${PORT}/metrics"}
+rules:
+  - alert: A
+    expr: up{pod="${POD_NAME}"} == 0
+    annotations: {x: "${MISSING:-fallback} $${literal}"}
+`), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != "/var/lib/medic/spire-agent-x7" || c.Probes[0].Spec.(*testProbeConfig).URL != "http://127.0.0.1:9988/metrics" {
+		t.Fatalf("not expanded: %s %+v", c.StateDir, c.Probes[0].Spec)
+	}
+	if c.Rules[0].Annotations["x"] != "fallback ${literal}" {
+		t.Fatalf("default/escape: %q", c.Rules[0].Annotations["x"])
+	}
+}
+
+func TestInvalidConfigsListEveryProblemWithItsPath(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want []string // "path: fragment" expected among the problems
+	}{
+		{"empty", "", []string{"config is empty"}},
+		{"syntax", "listen: [", []string{"YAML syntax"}},
+		{"unknown top-level key", "listen: x\nlisen: y\n", []string{"lisen: unknown field"}},
+		{"wrong types", "dryRun: maybe\nevaluationInterval: soon\nstore: {maxSeries: many}\n", []string{
+			"dryRun: cannot use \"maybe\" as bool", "evaluationInterval: invalid duration", "store.maxSeries: cannot use \"many\" as int"}},
+		{"zero values", "listen: ''\nstateDir: ''\nevaluationInterval: 0s\n", []string{
+			"listen: must not be empty", "stateDir: must not be empty", "evaluationInterval: must be greater than 0"}},
+		{"probe problems", `
+probes:
+  - testprobe: {url: x}
+  - name: a
+  - name: b
+    testprobe: {}
+    other: {}
+  - name: "bad name!"
+    testprobe: {url: x, intervl: 5s}
+  - name: a
+    testprobe: {url: x}
+`, []string{
+			"probes[0].name: is required", "probes[1]: no probe kind given", "probes[2].other: unknown field",
+			"probes[3].name: \"bad name!\"", "probes[3].testprobe.intervl: unknown field", "probes[4].name: \"a\" is already used by probes[1]"}},
+		{"kind validation runs even when common fields are bad", `
+actions:
+  a:
+    exec: {command: [], timeout: 0s}
+    backoff: {policy: linear, initial: 0s, max: 1s, attempts: 0, jitter: 150%}
+    verify: later
+    budget: {max: 0, window: 0s}
+    requires: 'up ==='
+`, []string{
+			"actions.a.exec.command: must name a program", "actions.a.exec.timeout: must be greater than 0",
+			"actions.a.backoff.policy: must be exponential, fibonacci or constant", "actions.a.backoff.initial",
+			"actions.a.backoff.attempts: must be at least 1", "actions.a.backoff.jitter: invalid percentage",
+			"actions.a.verify: invalid duration", "actions.a.budget.max: must be at least 1",
+			"actions.a.budget.window: must be greater than 0", "actions.a.requires: invalid PromQL"}},
+		{"two kinds in one action", "actions:\n  a:\n    exec: {command: [x]}\n    testprobe: {}\n", []string{
+			"actions.a.testprobe: unknown field"}},
+		{"no kind", "actions:\n  a:\n    verify: 1s\n", []string{"actions.a: no action kind given"}},
+		{"rule problems", `
+rules:
+  - expr: up
+  - alert: Bad-Name
+    expr: 'rate(x[5m]'
+  - alert: Range
+    expr: 'x[5m]'
+  - alert: A
+    expr: up
+    remediate: [nope]
+    labels: {"bad-label": x}
+    for: -5s
+  - alert: A
+    expr: up
+    annotations: {a: b}
+    extra: 1
+`, []string{
+			"rules[0].alert: is required", "rules[1].alert: \"Bad-Name\"", "rules[1].expr: invalid PromQL",
+			"rules[2].expr: expression must return an instant vector", "rules[3].remediate[0]: unknown action \"nope\"",
+			"rules[3].labels.bad-label: invalid label name", "rules[3].for: duration \"-5s\" must not be negative",
+			"rules[4].alert: \"A\" is already defined by rules[3]", "rules[4].extra: unknown field"}},
+		{"unset env var", "stateDir: ${MEDIC_TEST_SURELY_UNSET}\n", []string{"stateDir: environment variable MEDIC_TEST_SURELY_UNSET is not set"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse([]byte(tc.yaml), func(string) (string, bool) { return "", false })
+			if err == nil {
+				t.Fatal("invalid config accepted")
+			}
+			var msgs []string
+			for _, e := range cfg.Sorted(err) {
+				msgs = append(msgs, e.Error())
+			}
+			all := strings.Join(msgs, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("missing problem %q in:\n%s", w, all)
+				}
+			}
+			for _, e := range cfg.Flatten(err) {
+				var fe *cfg.FieldError
+				if !errors.As(e, &fe) {
+					t.Errorf("problem without a field path: %v", e)
+				} else if fe.Line == 0 && tc.yaml != "" {
+					t.Errorf("problem without a line: %v", e)
+				}
+			}
+		})
+	}
+}
+
+func TestLinesPointAtTheField(t *testing.T) {
+	_, err := Parse([]byte("listen: x\nstateDir: /tmp\nevaluationInterval: nope\n"))
+	if err == nil || !strings.Contains(err.Error(), "evaluationInterval: invalid duration \"nope\"") || !strings.Contains(err.Error(), "(line 3)") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(valid))
+	f.Add([]byte("probes: [{name: a, testprobe: {url: x}}]\nactions: {a: {exec: {command: [x]}}}\nrules: [{alert: A, expr: up, remediate: [a]}]"))
+	f.Add([]byte("listen: &a [*a]\n"))
+	f.Add([]byte("actions:\n  a: [1, 2]\nrules: {}\n"))
+	f.Add([]byte("probes:\n  - !!binary AAAA\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parse(b, func(string) (string, bool) { return "v", true })
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && c != nil {
+			t.Fatal("config returned with an error")
+		}
+	})
+}

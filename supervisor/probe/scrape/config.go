@@ -1,0 +1,231 @@
+package scrape
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/medic-sidecar/medic/internal/cfg"
+)
+
+// Kind is the YAML key of this probe kind: probes[].scrape.
+const Kind = "scrape"
+
+// Defaults.
+const (
+	DefaultInterval   = 5 * time.Second
+	DefaultMaxTimeout = 10 * time.Second // the timeout is min(interval, this) unless set
+	DefaultMaxBytes   = 16 << 20
+)
+
+// Config is probes[].scrape.
+type Config struct {
+	// URL is the page to scrape (http or https).
+	URL string `yaml:"url" json:"url"`
+	// Interval is the time between scrape starts.
+	Interval cfg.Duration `yaml:"interval" json:"interval"`
+	// Timeout bounds one scrape (connect, headers, body). Zero means
+	// min(interval, 10s); it must not exceed the interval.
+	Timeout cfg.Duration `yaml:"timeout" json:"timeout"`
+	// Headers are added to every request. "Host" sets the request's host.
+	// Accept-Encoding is reserved: the probe negotiates gzip itself.
+	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
+	// TLS configures https targets; files are re-read when they change.
+	TLS *TLSConfig `yaml:"tls" json:"tls,omitempty"`
+	// MaxBytes is the largest (decompressed) body accepted; a larger page
+	// fails the scrape.
+	MaxBytes ByteSize `yaml:"maxBytes" json:"maxBytes"`
+	// SampleLimit fails a scrape whose page has more samples than this;
+	// 0 means no limit other than maxBytes and the store's series cap.
+	SampleLimit int `yaml:"sampleLimit" json:"sampleLimit,omitempty"`
+}
+
+// TLSConfig is probes[].scrape.tls.
+type TLSConfig struct {
+	// CAFile is a PEM bundle of roots to verify the server with; empty
+	// means the system roots.
+	CAFile string `yaml:"caFile" json:"caFile,omitempty"`
+	// CertFile and KeyFile are a PEM client certificate and key (mTLS).
+	CertFile string `yaml:"certFile" json:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile" json:"keyFile,omitempty"`
+	// ServerName overrides the name the server certificate is verified
+	// against (and sent as SNI); default: the URL's host.
+	ServerName string `yaml:"serverName" json:"serverName,omitempty"`
+	// InsecureSkipVerify disables server certificate verification.
+	InsecureSkipVerify bool `yaml:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
+}
+
+// NewConfig returns a Config with every default filled in.
+func NewConfig() *Config {
+	return &Config{Interval: cfg.Duration(DefaultInterval), MaxBytes: DefaultMaxBytes}
+}
+
+// EffectiveTimeout is the configured timeout, or min(interval, 10s).
+func (c *Config) EffectiveTimeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout.D()
+	}
+	return min(c.Interval.D(), DefaultMaxTimeout)
+}
+
+// SetDefaults fills the derived default (the timeout); it implements cfg.Defaulter.
+func (c *Config) SetDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = cfg.Duration(c.EffectiveTimeout())
+	}
+}
+
+// reservedHeaders are set by the probe and may not be configured.
+var reservedHeaders = map[string]string{
+	"Accept-Encoding": "the probe negotiates gzip itself",
+	"Content-Length":  "a scrape is a GET without a body",
+	"Connection":      "connection reuse is managed by the probe",
+}
+
+// Validate reports every problem, with paths relative to probes[i].scrape.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
+	var scheme string
+	switch u, err := url.Parse(c.URL); {
+	case c.URL == "":
+		add("url", "is required (e.g. http://127.0.0.1:9988/metrics)")
+	case err != nil:
+		add("url", "invalid URL: %v", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		add("url", "%q: scheme must be http or https", c.URL)
+	case u.Host == "":
+		add("url", "%q: has no host", c.URL)
+	default:
+		scheme = u.Scheme
+	}
+	if c.Interval <= 0 {
+		add("interval", "must be greater than 0")
+	}
+	if c.Timeout > 0 && c.Interval > 0 && c.Timeout > c.Interval {
+		add("timeout", "%s must not exceed the interval (%s)", c.Timeout, c.Interval)
+	}
+	if c.MaxBytes <= 0 {
+		add("maxBytes", "must be greater than 0 (e.g. 16MiB)")
+	}
+	if c.SampleLimit < 0 {
+		add("sampleLimit", "must not be negative (0 means no limit)")
+	}
+	for k, v := range c.Headers {
+		path := cfg.Join("headers", k)
+		switch {
+		case !validHeaderName(k):
+			add(path, "invalid header name")
+		case reservedHeaders[canonicalHeader(k)] != "":
+			add(path, "reserved: %s", reservedHeaders[canonicalHeader(k)])
+		case strings.ContainsAny(v, "\r\n\x00"):
+			add(path, "header value must not contain CR, LF or NUL")
+		}
+	}
+	if t := c.TLS; t != nil {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			add("tls", "certFile and keyFile must be given together")
+		}
+		if scheme == "http" {
+			add("tls", "is set but the url scheme is http (use https)")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var _ cfg.Validator = (*Config)(nil)
+var _ cfg.Defaulter = (*Config)(nil)
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func canonicalHeader(s string) string {
+	parts := strings.Split(strings.ToLower(s), "-")
+	for i, p := range parts {
+		if p != "" {
+			parts[i] = strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, "-")
+}
+
+// ByteSize is a size in bytes written as 1048576, "512KiB", "16MiB",
+// "1GiB" (powers of 1024) or "10MB" (powers of 1000).
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9},
+	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30},
+	{"b", 1},
+}
+
+// ParseByteSize parses a ByteSize.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || (n > 0 && mult > (1<<62)/n) {
+		return 0, fmt.Errorf("invalid size %q (use e.g. 1048576, 512KiB, 16MiB)", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// String formats the size with the largest exact binary unit.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b > 0 && int64(b)%u.m == 0 {
+			return strconv.FormatInt(int64(b)/u.m, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// CheckScalar validates a size; it implements cfg.ScalarChecker so a bad
+// value is reported with its path and line.
+func (ByteSize) CheckScalar(s string) error { _, err := ParseByteSize(s); return err }
+
+// UnmarshalYAML parses a size; bad values are reported by the config walk.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if v, err := ParseByteSize(n.Value); err == nil {
+		*b = v
+	}
+	return nil
+}
+
+// MarshalYAML writes the size in config form.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// MarshalJSON writes the size in config form.
+func (b ByteSize) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(b.String())), nil }

@@ -1,0 +1,680 @@
+// Package remedy turns firing alerts into incidents and walks each
+// incident's remediation ladder: per step the action's own backoff,
+// attempts and verification; guards (pause, dry run, budget, precondition,
+// concurrency) before every attempt; every step reported to sinks.
+package remedy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/clock"
+)
+
+// Incident states.
+const (
+	StateRemediating = "remediating"
+	StateExhausted   = "exhausted"
+	StateResolved    = "resolved"
+)
+
+// Attempt results.
+const (
+	ResultSucceeded  = "succeeded"
+	ResultFailed     = "failed"
+	ResultSuppressed = "suppressed"
+)
+
+// Suppression reasons.
+const (
+	ReasonDryRun       = "dryRun"
+	ReasonPaused       = "paused"
+	ReasonBudget       = "budget"
+	ReasonPrecondition = "precondition"
+	ReasonConcurrency  = "concurrency"
+)
+
+// Failure reasons.
+const (
+	ReasonError     = "error"
+	ReasonPermanent = "permanent"
+	ReasonVerify    = "verify"
+)
+
+// Step is one configured action with its policy.
+type Step struct {
+	Name     string
+	Kind     string
+	Action   actions.Action
+	Backoff  actions.BackoffConfig
+	Verify   time.Duration
+	Budget   *Budget
+	Requires string
+}
+
+// Budget is "at most Max runs per Window".
+type Budget struct {
+	Max    int
+	Window time.Duration
+}
+
+// Alert is a firing alert as the rules engine sees it at one evaluation.
+type Alert struct {
+	Key         string // rule name + label hash; identifies the incident
+	Rule        string
+	Labels      map[string]string
+	Annotations map[string]string
+	Value       float64
+	Ladder      []string
+}
+
+// PreconditionFunc evaluates a step's requires: expression at now.
+type PreconditionFunc func(ctx context.Context, expr string, now time.Time) (bool, error)
+
+// Options configures an Engine.
+type Options struct {
+	Steps        map[string]*Step
+	Clock        clock.Clock
+	Logger       *slog.Logger
+	DryRun       bool
+	Budgets      *Budgets
+	Pausers      []Pauser
+	Sinks        []Sink
+	Precondition PreconditionFunc
+	// Recheck is how often a waiting guard (paused, precondition) is re-checked.
+	Recheck time.Duration
+	// KeepClosed is how many closed incidents /status keeps (default 100).
+	KeepClosed int
+	Metrics    *Metrics
+}
+
+// Engine owns all incidents.
+type Engine struct {
+	o    Options
+	sems map[string]chan struct{}
+
+	mu      sync.Mutex
+	ctx     context.Context
+	open    map[string]*incident // by alert key
+	closing map[*incident]bool   // resolved, ladder goroutine still finishing
+	closed  []*incident          // newest last
+	wg      sync.WaitGroup
+	seq     uint64
+	stopped bool
+}
+
+// New returns an Engine; call Start before Observe.
+func New(o Options) *Engine {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Recheck <= 0 {
+		o.Recheck = 5 * time.Second
+	}
+	if o.KeepClosed <= 0 {
+		o.KeepClosed = 100
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	if o.Budgets == nil {
+		o.Budgets, _ = LoadBudgets("")
+	}
+	e := &Engine{o: o, sems: map[string]chan struct{}{}, open: map[string]*incident{}, closing: map[*incident]bool{}}
+	for name := range o.Steps {
+		e.sems[name] = make(chan struct{}, 1)
+		o.Metrics.init(name)
+	}
+	return e
+}
+
+// Start sets the context incidents run under; cancelling it stops every ladder.
+func (e *Engine) Start(ctx context.Context) {
+	e.mu.Lock()
+	e.ctx = ctx
+	e.mu.Unlock()
+}
+
+// Wait blocks until every incident goroutine has returned (after ctx ends).
+func (e *Engine) Wait() {
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+type incident struct {
+	e      *Engine
+	id     string
+	key    string
+	alert  string
+	ladder []string
+	start  time.Time
+	// done is closed when the alert resolves.
+	done chan struct{}
+
+	mu          sync.Mutex
+	labels      map[string]string
+	annotations map[string]string
+	value       float64
+	state       string
+	step        int // 1-based
+	action      string
+	attempts    []AttemptView
+	ended       time.Time
+	fixedBy     string
+	lastRan     string // action of the latest attempt that ran
+	running     bool
+	resolved    bool
+	finalized   bool
+}
+
+// Observe reconciles incidents with the alerts firing at now: new firing
+// alerts with a ladder open incidents; open incidents whose alert no
+// longer fires are resolved.
+func (e *Engine) Observe(now time.Time, firing []Alert) {
+	var toFinalize []*incident
+	defer func() {
+		for _, inc := range toFinalize {
+			inc.finalize(now)
+		}
+	}()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx == nil || e.stopped {
+		return
+	}
+	seen := make(map[string]bool, len(firing))
+	for _, a := range firing {
+		if len(a.Ladder) == 0 {
+			continue
+		}
+		seen[a.Key] = true
+		if inc, ok := e.open[a.Key]; ok {
+			inc.mu.Lock()
+			inc.value = a.Value
+			inc.annotations = a.Annotations
+			inc.mu.Unlock()
+			continue
+		}
+		e.seq++
+		inc := &incident{
+			e: e, id: incidentID(now, a.Key, e.seq), key: a.Key, alert: a.Rule, ladder: a.Ladder,
+			start: now, done: make(chan struct{}), labels: a.Labels, annotations: a.Annotations,
+			value: a.Value, state: StateRemediating, running: true,
+		}
+		e.open[a.Key] = inc
+		e.o.Metrics.open.Inc()
+		e.emit(inc.event(now, IncidentOpened, "", 0, 0, 0))
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			inc.run(e.ctx)
+		}()
+	}
+	for key, inc := range e.open {
+		if seen[key] {
+			continue
+		}
+		delete(e.open, key)
+		e.closing[inc] = true
+		inc.mu.Lock()
+		inc.resolved = true
+		inc.ended = now
+		close(inc.done)
+		finalize := !inc.running
+		inc.mu.Unlock()
+		if finalize {
+			toFinalize = append(toFinalize, inc)
+		}
+	}
+}
+
+func incidentID(now time.Time, key string, seq uint64) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d", key, seq)
+	return fmt.Sprintf("%s-%06x", now.UTC().Format("20060102T150405Z"), h.Sum32()&0xffffff)
+}
+
+// finalize records the resolution once, after the ladder goroutine (if
+// any) has stopped touching the incident.
+func (inc *incident) finalize(now time.Time) {
+	e := inc.e
+	inc.mu.Lock()
+	if inc.finalized {
+		inc.mu.Unlock()
+		return
+	}
+	inc.finalized = true
+	prev := inc.state
+	inc.state = StateResolved
+	if inc.fixedBy == "" && prev == StateRemediating {
+		inc.fixedBy = inc.lastRan
+	}
+	ev := inc.eventLocked(now, IncidentResolved, inc.fixedBy, 0, 0, 0)
+	ev.Duration = inc.ended.Sub(inc.start).Seconds()
+	if inc.fixedBy != "" {
+		ev.Message = fmt.Sprintf("resolved after %s; fixed by step %d (%s)", inc.ended.Sub(inc.start).Round(time.Millisecond), inc.step, inc.fixedBy)
+	} else {
+		ev.Message = fmt.Sprintf("resolved after %s without a remediation taking effect", inc.ended.Sub(inc.start).Round(time.Millisecond))
+	}
+	ev.Details = map[string]any{"previousState": prev}
+	inc.mu.Unlock()
+	e.o.Metrics.open.Dec()
+	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateResolved).Inc()
+	e.mu.Lock()
+	delete(e.closing, inc)
+	e.closed = append(e.closed, inc)
+	if len(e.closed) > e.o.KeepClosed {
+		e.closed = e.closed[len(e.closed)-e.o.KeepClosed:]
+	}
+	e.mu.Unlock()
+	e.emit(ev)
+}
+
+func (inc *incident) isResolved() bool {
+	select {
+	case <-inc.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait sleeps d on the engine clock; false if the alert resolved or ctx ended first.
+func (inc *incident) wait(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-inc.done:
+		return false
+	case <-inc.e.o.Clock.After(d):
+		return true
+	}
+}
+
+// run walks the ladder until the alert resolves, the ladder is exhausted
+// or ctx ends.
+func (inc *incident) run(ctx context.Context) {
+	e := inc.e
+	defer func() {
+		inc.mu.Lock()
+		inc.running = false
+		finalize := inc.resolved
+		inc.mu.Unlock()
+		if finalize {
+			inc.finalize(e.o.Clock.Now())
+		}
+	}()
+	for i, name := range inc.ladder {
+		step := e.o.Steps[name]
+		inc.mu.Lock()
+		inc.step, inc.action = i+1, name
+		inc.mu.Unlock()
+		if step == nil {
+			continue // config validation forbids this; be safe
+		}
+		if outcome := inc.runStep(ctx, i+1, step); outcome != stepEscalate {
+			return
+		}
+	}
+	if ctx.Err() != nil || inc.isResolved() {
+		return
+	}
+	now := e.o.Clock.Now()
+	inc.mu.Lock()
+	inc.state = StateExhausted
+	ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
+	ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
+	inc.mu.Unlock()
+	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted).Inc()
+	e.emit(ev)
+}
+
+type stepOutcome int
+
+const (
+	stepEscalate stepOutcome = iota
+	stepFixed                // the alert resolved
+	stepStopped              // ctx ended
+)
+
+func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutcome {
+	e := inc.e
+	b := actions.NewBackoff(st.Backoff, e.o.Clock)
+	maxAttempts := max(st.Backoff.Attempts, 1)
+	for attempt := 1; ; attempt++ {
+		// Guards that wait: pause, precondition, concurrency.
+		release, ok := inc.waitForGuards(ctx, stepNo, attempt, maxAttempts, st)
+		if !ok {
+			return inc.stopOutcome(ctx)
+		}
+		now := e.o.Clock.Now()
+		// Budget: spent budgets skip the step.
+		if st.Budget != nil {
+			if allowed, used := e.o.Budgets.Allow(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
+				release()
+				inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget,
+					fmt.Sprintf("budget spent: %d of %d runs in the last %s; escalating", used, st.Budget.Max, st.Budget.Window))
+				return stepEscalate
+			}
+		}
+		res, err, ran := inc.attempt(ctx, now, stepNo, attempt, maxAttempts, st)
+		if ctx.Err() != nil {
+			release()
+			return stepStopped
+		}
+		// Verify: the alert must stop firing within the window.
+		resolved := inc.isResolved()
+		if !resolved && err == nil {
+			inc.wait(ctx, st.Verify)
+			resolved = inc.isResolved()
+		}
+		release()
+		if ctx.Err() != nil && !resolved {
+			return stepStopped
+		}
+		inc.finishAttempt(stepNo, attempt, maxAttempts, st, res, err, ran, resolved && err == nil)
+		if resolved {
+			return stepFixed
+		}
+		if actions.IsPermanent(err) {
+			return stepEscalate
+		}
+		d, stop := b.Next()
+		if stop {
+			return stepEscalate
+		}
+		if !inc.wait(ctx, d) {
+			return inc.stopOutcome(ctx)
+		}
+	}
+}
+
+func (inc *incident) stopOutcome(ctx context.Context) stepOutcome {
+	if ctx.Err() != nil {
+		return stepStopped
+	}
+	return stepFixed
+}
+
+// waitForGuards blocks while medic is paused, the step's precondition is
+// unmet, or another incident is running the same action. Each new reason
+// to wait is recorded once as a suppression. It returns a release func for
+// the action's concurrency slot.
+func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAttempts int, st *Step) (func(), bool) {
+	e := inc.e
+	lastReason := ""
+	for {
+		now := e.o.Clock.Now()
+		reason, msg := "", ""
+		for _, p := range e.o.Pausers {
+			if paused, why := p.Paused(); paused {
+				reason, msg = ReasonPaused, "paused: "+why
+				break
+			}
+		}
+		if reason == "" && st.Requires != "" && e.o.Precondition != nil {
+			ok, err := e.o.Precondition(ctx, st.Requires, now)
+			switch {
+			case err != nil:
+				reason, msg = ReasonPrecondition, fmt.Sprintf("precondition %q could not be evaluated: %v; waiting", st.Requires, err)
+			case !ok:
+				reason, msg = ReasonPrecondition, fmt.Sprintf("precondition %q not met; waiting", st.Requires)
+			}
+		}
+		if reason == "" {
+			sem := e.sems[st.Name]
+			select {
+			case sem <- struct{}{}:
+				return func() { <-sem }, true
+			default:
+				reason, msg = ReasonConcurrency, fmt.Sprintf("action %s is running for another incident; waiting", st.Name)
+			}
+		}
+		if reason != lastReason {
+			inc.suppress(now, stepNo, attempt, maxAttempts, st, reason, msg)
+			lastReason = reason
+		}
+		if !inc.wait(ctx, e.o.Recheck) {
+			return nil, false
+		}
+	}
+}
+
+// suppress records a suppressed attempt.
+func (inc *incident) suppress(now time.Time, stepNo, attempt, maxAttempts int, st *Step, reason, msg string) {
+	e := inc.e
+	inc.mu.Lock()
+	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: stepNo, Attempt: attempt,
+		MaxAttempts: maxAttempts, StartedAt: now, FinishedAt: now, Result: ResultSuppressed, Reason: reason,
+		Message: msg, Value: inc.value})
+	ev := inc.eventLocked(now, RemediationSuppress, st.Name, stepNo, attempt, maxAttempts)
+	inc.mu.Unlock()
+	ev.Result, ev.Reason, ev.Message = ResultSuppressed, reason, msg
+	e.o.Metrics.suppressed.WithLabelValues(st.Name, reason).Inc()
+	e.o.Metrics.attempts.WithLabelValues(st.Name, ResultSuppressed).Inc()
+	e.emit(ev)
+}
+
+// attempt runs the action once (or, in dry run, records what it would do).
+func (inc *incident) attempt(ctx context.Context, now time.Time, stepNo, attempt, maxAttempts int, st *Step) (actions.Result, error, bool) {
+	e := inc.e
+	inc.mu.Lock()
+	ai := actions.Incident{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels),
+		Annotations: maps.Clone(inc.annotations), Value: inc.value, Step: stepNo, Action: st.Name,
+		Attempt: attempt, MaxAttempts: maxAttempts, Started: inc.start, DryRun: e.o.DryRun}
+	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: stepNo, Attempt: attempt,
+		MaxAttempts: maxAttempts, StartedAt: now, Result: "running", Value: inc.value, DryRun: e.o.DryRun})
+	ev := inc.eventLocked(now, RemediationStarted, st.Name, stepNo, attempt, maxAttempts)
+	inc.mu.Unlock()
+	ev.DryRun = e.o.DryRun
+	ev.Message = fmt.Sprintf("%s attempt %d/%d (step %d, %s)", st.Name, attempt, maxAttempts, stepNo, st.Backoff)
+	e.emit(ev)
+
+	if e.o.DryRun {
+		return actions.Result{Message: fmt.Sprintf("dry run: would run %s action %s", st.Kind, st.Name)}, nil, false
+	}
+	if st.Budget != nil {
+		if err := e.o.Budgets.Consume(st.Name, now, st.Budget.Window); err != nil {
+			e.o.Logger.Error("persisting budget failed; the run still counts in memory", "action", st.Name, "err", err)
+		}
+	}
+	inc.mu.Lock()
+	inc.lastRan = st.Name
+	inc.mu.Unlock()
+	start := time.Now()
+	res, err := safeRun(ctx, st.Action, ai)
+	e.o.Metrics.duration.WithLabelValues(st.Name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		err = fmt.Errorf("%s: attempt %d/%d: %w", st.Name, attempt, maxAttempts, err)
+	}
+	return res, err, true
+}
+
+// safeRun turns an action's panic into a permanent error.
+func safeRun(ctx context.Context, a actions.Action, inc actions.Incident) (res actions.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = actions.Permanent(fmt.Errorf("action panicked: %v", r))
+		}
+	}()
+	return a.Run(ctx, inc)
+}
+
+func (inc *incident) finishAttempt(stepNo, attempt, maxAttempts int, st *Step, res actions.Result, err error, ran, fixed bool) {
+	e := inc.e
+	now := e.o.Clock.Now()
+	result, reason, evType := ResultFailed, "", RemediationFailed
+	msg := res.Message
+	switch {
+	case !ran && e.o.DryRun:
+		result, reason, evType = ResultSuppressed, ReasonDryRun, RemediationSuppress
+		if fixed {
+			msg += "; the alert resolved on its own"
+		} else {
+			msg += fmt.Sprintf("; alert still firing after verify %s", st.Verify)
+		}
+	case fixed:
+		result, evType = ResultSucceeded, RemediationSuccess
+		if msg == "" {
+			msg = "ok"
+		}
+		msg += "; verified: alert resolved"
+	case err != nil && actions.IsPermanent(err):
+		reason = ReasonPermanent
+		msg = err.Error()
+	case err != nil:
+		reason = ReasonError
+		msg = err.Error()
+	default:
+		reason = ReasonVerify
+		if msg != "" {
+			msg += "; "
+		}
+		msg += fmt.Sprintf("alert still firing after verify %s", st.Verify)
+	}
+	inc.mu.Lock()
+	for i := len(inc.attempts) - 1; i >= 0; i-- {
+		a := &inc.attempts[i]
+		if a.Step == stepNo && a.Attempt == attempt && a.Result == "running" {
+			a.FinishedAt, a.Result, a.Reason, a.Message, a.Output, a.Details = now, result, reason, msg, res.Output, res.Details
+			break
+		}
+	}
+	if fixed && ran {
+		inc.fixedBy = st.Name
+	}
+	ev := inc.eventLocked(now, evType, st.Name, stepNo, attempt, maxAttempts)
+	inc.mu.Unlock()
+	ev.Result, ev.Reason, ev.Message, ev.Output, ev.Details, ev.DryRun = result, reason, msg, res.Output, res.Details, !ran && e.o.DryRun
+	e.o.Metrics.attempts.WithLabelValues(st.Name, result).Inc()
+	if result == ResultSuppressed {
+		e.o.Metrics.suppressed.WithLabelValues(st.Name, reason).Inc()
+	}
+	e.emit(ev)
+}
+
+func (inc *incident) event(now time.Time, t EventType, action string, step, attempt, maxAttempts int) Event {
+	inc.mu.Lock()
+	defer inc.mu.Unlock()
+	return inc.eventLocked(now, t, action, step, attempt, maxAttempts)
+}
+
+func (inc *incident) eventLocked(now time.Time, t EventType, action string, step, attempt, maxAttempts int) Event {
+	return Event{Time: now, Type: t, IncidentID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels),
+		Value: inc.value, Action: action, Step: step, Attempt: attempt, MaxAttempts: maxAttempts}
+}
+
+func (e *Engine) emit(ev Event) {
+	e.log(ev)
+	for _, s := range e.o.Sinks {
+		s.Record(ev)
+	}
+}
+
+func (e *Engine) log(ev Event) {
+	attrs := []any{"incident", ev.IncidentID, "alert", ev.Alert}
+	if ev.Action != "" {
+		attrs = append(attrs, "action", ev.Action, "step", ev.Step, "attempt", fmt.Sprintf("%d/%d", ev.Attempt, ev.MaxAttempts))
+	}
+	if ev.Reason != "" {
+		attrs = append(attrs, "reason", ev.Reason)
+	}
+	if ev.Message != "" {
+		attrs = append(attrs, "msg", ev.Message)
+	}
+	attrs = append(attrs, "value", ev.Value)
+	if ev.DryRun {
+		attrs = append(attrs, "dryRun", true)
+	}
+	level := slog.LevelInfo
+	switch ev.Type {
+	case RemediationFailed, IncidentExhausted:
+		level = slog.LevelWarn
+	}
+	e.o.Logger.Log(context.Background(), level, string(ev.Type), attrs...)
+}
+
+// AttemptView is one attempt on /status.
+type AttemptView struct {
+	Action      string         `json:"action"`
+	Step        int            `json:"step"`
+	Attempt     int            `json:"attempt"`
+	MaxAttempts int            `json:"maxAttempts"`
+	StartedAt   time.Time      `json:"startedAt"`
+	FinishedAt  time.Time      `json:"finishedAt,omitzero"`
+	Result      string         `json:"result"` // running | succeeded | failed | suppressed
+	Reason      string         `json:"reason,omitempty"`
+	Message     string         `json:"message,omitempty"`
+	Output      string         `json:"output,omitempty"`
+	Details     map[string]any `json:"details,omitempty"`
+	Value       float64        `json:"value"`
+	DryRun      bool           `json:"dryRun,omitempty"`
+}
+
+// IncidentView is one incident on /status.
+type IncidentView struct {
+	ID          string            `json:"id"`
+	Alert       string            `json:"alert"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	State       string            `json:"state"`
+	Step        int               `json:"step"`
+	Action      string            `json:"action"`
+	Ladder      []string          `json:"ladder"`
+	Value       float64           `json:"value"`
+	Started     time.Time         `json:"startedAt"`
+	Ended       time.Time         `json:"endedAt,omitzero"`
+	Duration    float64           `json:"durationSeconds,omitempty"`
+	FixedBy     string            `json:"fixedBy,omitempty"`
+	Attempts    []AttemptView     `json:"attempts"`
+}
+
+// Incidents returns open incidents then recently closed ones, newest first.
+func (e *Engine) Incidents() []IncidentView {
+	e.mu.Lock()
+	list := make([]*incident, 0, len(e.open)+len(e.closed))
+	for _, inc := range e.open {
+		list = append(list, inc)
+	}
+	for inc := range e.closing {
+		list = append(list, inc)
+	}
+	list = append(list, e.closed...)
+	e.mu.Unlock()
+	out := make([]IncidentView, 0, len(list))
+	for _, inc := range list {
+		inc.mu.Lock()
+		v := IncidentView{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels), Annotations: maps.Clone(inc.annotations),
+			State: inc.state, Step: inc.step, Action: inc.action, Ladder: inc.ladder, Value: inc.value, Started: inc.start,
+			Ended: inc.ended, FixedBy: inc.fixedBy, Attempts: append([]AttemptView{}, inc.attempts...)}
+		if inc.finalized {
+			v.Duration = inc.ended.Sub(inc.start).Seconds()
+		}
+		inc.mu.Unlock()
+		out = append(out, v)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		oi, oj := out[i].State != StateResolved, out[j].State != StateResolved
+		if oi != oj {
+			return oi
+		}
+		return out[i].Started.After(out[j].Started)
+	})
+	return out
+}
+
+// ErrUnknownAction is returned when a ladder names an action that does not exist.
+var ErrUnknownAction = errors.New("unknown action")

@@ -1,0 +1,405 @@
+package remedy
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clock"
+)
+
+// funcAction is an Action whose behaviour the test scripts per call.
+type funcAction struct {
+	calls atomic.Int32
+	fn    func(call int) error
+}
+
+func (a *funcAction) Run(ctx context.Context, inc actions.Incident) (actions.Result, error) {
+	n := int(a.calls.Add(1))
+	if a.fn == nil {
+		return actions.Result{Message: "done"}, nil
+	}
+	return actions.Result{}, a.fn(n)
+}
+
+// recorder is a Sink that lets the test wait for events.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+	ch     chan Event
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan Event, 1000)} }
+
+func (r *recorder) Record(ev Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+	r.ch <- ev
+}
+
+// next waits (bounded, real time) for the next event of type t, skipping others.
+func (r *recorder) next(t *testing.T, typ EventType) Event {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-r.ch:
+			if ev.Type == typ {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event within 5s; got %v", typ, r.types())
+		}
+	}
+}
+
+func (r *recorder) types() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		s := string(e.Type)
+		if e.Reason != "" {
+			s += "(" + e.Reason + ")"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+type fixture struct {
+	t   *testing.T
+	clk *clock.Fake
+	rec *recorder
+	e   *Engine
+	now time.Time
+}
+
+func constant(d time.Duration, attempts int) actions.BackoffConfig {
+	return actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(d), Attempts: attempts}
+}
+
+func newFixture(t *testing.T, o Options) *fixture {
+	t.Helper()
+	base := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
+	f := &fixture{t: t, clk: clock.NewFake(base), rec: newRecorder(), now: base}
+	o.Clock = f.clk
+	o.Sinks = append(o.Sinks, f.rec)
+	if o.Recheck == 0 {
+		o.Recheck = 5 * time.Second
+	}
+	f.e = New(o)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.e.Start(ctx)
+	t.Cleanup(func() { cancel(); f.e.Wait() })
+	return f
+}
+
+var alert = Alert{Key: "SyncFailing{}", Rule: "SyncFailing", Labels: map[string]string{"alertname": "SyncFailing"}, Value: 0.4}
+
+func (f *fixture) fire(ladder ...string) {
+	a := alert
+	a.Ladder = ladder
+	f.e.Observe(f.clk.Now(), []Alert{a})
+}
+
+func (f *fixture) resolve() { f.e.Observe(f.clk.Now(), nil) }
+
+// advance waits until n timers are pending, then moves the clock by d.
+func (f *fixture) advance(n int, d time.Duration) {
+	f.t.Helper()
+	if !f.clk.BlockUntil(n, 5*time.Second) {
+		f.t.Fatalf("engine did not reach a wait (%d timers pending)", f.clk.Waiters())
+	}
+	f.clk.Advance(d)
+}
+
+func (f *fixture) incident() IncidentView {
+	f.t.Helper()
+	inc := f.e.Incidents()
+	if len(inc) != 1 {
+		f.t.Fatalf("%d incidents, want 1", len(inc))
+	}
+	return inc[0]
+}
+
+func TestFirstAttemptFixes(t *testing.T) {
+	fix := &funcAction{}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"fix": {Name: "fix", Action: fix, Backoff: constant(10*time.Second, 3), Verify: 30 * time.Second},
+	}})
+	f.fire("fix")
+	f.rec.next(t, RemediationStarted)
+	f.clk.BlockUntil(1, 5*time.Second) // verifying
+	f.clk.Advance(12 * time.Second)
+	f.resolve()
+	ev := f.rec.next(t, RemediationSuccess)
+	if ev.Attempt != 1 || ev.Result != ResultSucceeded {
+		t.Fatalf("success event %+v", ev)
+	}
+	res := f.rec.next(t, IncidentResolved)
+	if res.Duration != 12 {
+		t.Errorf("duration %v, want 12", res.Duration)
+	}
+	inc := f.incident()
+	if inc.State != StateResolved || inc.FixedBy != "fix" || len(inc.Attempts) != 1 || inc.Attempts[0].Result != ResultSucceeded {
+		t.Fatalf("incident %+v", inc)
+	}
+	if fix.calls.Load() != 1 {
+		t.Fatalf("action ran %d times", fix.calls.Load())
+	}
+}
+
+func TestStepThatDoesNotFixRetriesThenEscalates(t *testing.T) {
+	weak, strong := &funcAction{}, &funcAction{}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"reconnect": {Name: "reconnect", Action: weak, Backoff: constant(10*time.Second, 2), Verify: 5 * time.Second},
+		"restart":   {Name: "restart", Action: strong, Backoff: constant(time.Minute, 1), Verify: 20 * time.Second},
+	}})
+	f.fire("reconnect", "restart")
+	f.rec.next(t, RemediationStarted)
+	f.advance(1, 5*time.Second) // verify of attempt 1 ends: still firing
+	if ev := f.rec.next(t, RemediationFailed); ev.Reason != ReasonVerify || ev.Attempt != 1 {
+		t.Fatalf("attempt 1: %+v", ev)
+	}
+	f.advance(1, 10*time.Second) // backoff
+	if ev := f.rec.next(t, RemediationStarted); ev.Action != "reconnect" || ev.Attempt != 2 {
+		t.Fatalf("attempt 2: %+v", ev)
+	}
+	f.advance(1, 5*time.Second)
+	f.rec.next(t, RemediationFailed)
+	// Attempts spent: escalate at once to restart.
+	if ev := f.rec.next(t, RemediationStarted); ev.Action != "restart" || ev.Step != 2 || ev.Attempt != 1 {
+		t.Fatalf("escalation: %+v", ev)
+	}
+	f.clk.BlockUntil(1, 5*time.Second)
+	f.resolve()
+	f.rec.next(t, RemediationSuccess)
+	f.rec.next(t, IncidentResolved)
+	inc := f.incident()
+	if inc.FixedBy != "restart" || inc.Step != 2 || len(inc.Attempts) != 3 {
+		t.Fatalf("incident %+v", inc)
+	}
+	if weak.calls.Load() != 2 || strong.calls.Load() != 1 {
+		t.Fatalf("calls: reconnect %d restart %d", weak.calls.Load(), strong.calls.Load())
+	}
+}
+
+func TestPermanentErrorSkipsRemainingAttempts(t *testing.T) {
+	broken := &funcAction{fn: func(int) error { return actions.Permanent(errors.New("no such peer")) }}
+	next := &funcAction{}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"broken": {Name: "broken", Action: broken, Backoff: constant(time.Second, 5), Verify: time.Second},
+		"next":   {Name: "next", Action: next, Backoff: constant(time.Second, 1), Verify: time.Second},
+	}})
+	f.fire("broken", "next")
+	if ev := f.rec.next(t, RemediationFailed); ev.Reason != ReasonPermanent {
+		t.Fatalf("want permanent failure, got %+v", ev)
+	}
+	if ev := f.rec.next(t, RemediationStarted); ev.Action != "next" {
+		t.Fatalf("want escalation to next, got %+v", ev)
+	}
+	if broken.calls.Load() != 1 {
+		t.Fatalf("permanent error retried: %d calls", broken.calls.Load())
+	}
+}
+
+func TestRetryableErrorFollowsBackoffThenExhausts(t *testing.T) {
+	flaky := &funcAction{fn: func(int) error { return errors.New("connection refused") }}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"flaky": {Name: "flaky", Action: flaky, Backoff: actions.BackoffConfig{Policy: actions.PolicyExponential,
+			Initial: cfg.Duration(time.Second), Max: cfg.Duration(time.Minute), Attempts: 3}, Verify: time.Minute},
+	}})
+	f.fire("flaky")
+	f.rec.next(t, RemediationFailed)
+	f.advance(1, time.Second) // exponential: 1s, then 2s
+	f.rec.next(t, RemediationFailed)
+	f.advance(1, 2*time.Second)
+	f.rec.next(t, RemediationFailed)
+	ex := f.rec.next(t, IncidentExhausted)
+	if ex.IncidentID == "" {
+		t.Fatal("no incident id")
+	}
+	if flaky.calls.Load() != 3 {
+		t.Fatalf("calls %d, want 3", flaky.calls.Load())
+	}
+	if inc := f.incident(); inc.State != StateExhausted {
+		t.Fatalf("state %s", inc.State)
+	}
+	// Exhausted: nothing more runs while it keeps firing.
+	f.fire("flaky")
+	f.clk.Advance(time.Hour)
+	f.resolve()
+	res := f.rec.next(t, IncidentResolved)
+	if res.Details["previousState"] != StateExhausted {
+		t.Fatalf("resolved event %+v", res)
+	}
+	if flaky.calls.Load() != 3 {
+		t.Fatalf("acted on an exhausted incident: %d calls", flaky.calls.Load())
+	}
+}
+
+func TestDryRunRecordsButDoesNotAct(t *testing.T) {
+	act := &funcAction{}
+	f := newFixture(t, Options{DryRun: true, Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 2), Verify: 10 * time.Second},
+	}})
+	f.fire("restart")
+	if ev := f.rec.next(t, RemediationStarted); !ev.DryRun {
+		t.Fatalf("started event not marked dry run: %+v", ev)
+	}
+	f.advance(1, 10*time.Second)
+	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonDryRun {
+		t.Fatalf("want dryRun suppression, got %+v", ev)
+	}
+	f.advance(1, time.Second)
+	f.rec.next(t, RemediationStarted)
+	f.advance(1, 10*time.Second)
+	f.rec.next(t, RemediationSuppress)
+	f.rec.next(t, IncidentExhausted)
+	if act.calls.Load() != 0 {
+		t.Fatalf("dry run acted %d times", act.calls.Load())
+	}
+}
+
+type flagPauser struct{ on atomic.Bool }
+
+func (p *flagPauser) Paused() (bool, string) { return p.on.Load(), "test" }
+
+func TestPausedWaitsWithoutSpendingAttempts(t *testing.T) {
+	act := &funcAction{}
+	p := &flagPauser{}
+	p.on.Store(true)
+	f := newFixture(t, Options{Pausers: []Pauser{p}, Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second},
+	}})
+	f.fire("restart")
+	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPaused {
+		t.Fatalf("want paused, got %+v", ev)
+	}
+	for range 3 { // several rechecks: suppression recorded once, nothing runs
+		f.advance(1, 5*time.Second)
+	}
+	if act.calls.Load() != 0 {
+		t.Fatal("ran while paused")
+	}
+	p.on.Store(false)
+	f.advance(1, 5*time.Second)
+	if ev := f.rec.next(t, RemediationStarted); ev.Attempt != 1 {
+		t.Fatalf("after unpause: %+v", ev)
+	}
+	if got := f.rec.types(); countOf(got, "RemediationSuppressed(paused)") != 1 {
+		t.Fatalf("paused suppression recorded %d times: %v", countOf(got, "RemediationSuppressed(paused)"), got)
+	}
+}
+
+func countOf(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPreconditionHoldsTheLadder(t *testing.T) {
+	act := &funcAction{}
+	var reachable atomic.Bool
+	f := newFixture(t, Options{
+		Precondition: func(ctx context.Context, expr string, now time.Time) (bool, error) { return reachable.Load(), nil },
+		Steps: map[string]*Step{
+			"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
+				Requires: `medic_probe_up{probe="spire-server"} == 1`},
+		}})
+	f.fire("restart")
+	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition {
+		t.Fatalf("want precondition, got %+v", ev)
+	}
+	for range 5 {
+		f.advance(1, 5*time.Second)
+	}
+	if act.calls.Load() != 0 {
+		t.Fatal("restart ran while the server was unreachable")
+	}
+	if inc := f.incident(); inc.State != StateRemediating {
+		t.Fatalf("ladder did not wait: %s", inc.State)
+	}
+	reachable.Store(true)
+	f.advance(1, 5*time.Second)
+	f.rec.next(t, RemediationStarted)
+	if act.calls.Load() != 1 {
+		t.Fatalf("calls %d", act.calls.Load())
+	}
+}
+
+func TestBudgetIsPersistedAndStopsTheFourthRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "budgets.json")
+	run := func(wantRun bool, advance time.Duration) {
+		t.Helper()
+		b, err := LoadBudgets(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		act := &funcAction{}
+		f := newFixture(t, Options{Budgets: b, Steps: map[string]*Step{
+			"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
+				Budget: &Budget{Max: 3, Window: time.Hour}},
+		}})
+		f.clk.Set(f.now.Add(advance))
+		f.fire("restart")
+		if wantRun {
+			f.rec.next(t, RemediationStarted)
+			f.advance(1, 10*time.Second) // verify ends, still firing
+		} else if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonBudget {
+			t.Fatalf("want budget suppression, got %+v", ev)
+		}
+		f.rec.next(t, IncidentExhausted)
+		if got := act.calls.Load() == 1; got != wantRun {
+			t.Fatalf("ran=%v want %v", got, wantRun)
+		}
+	}
+	// Each run is a fresh engine loading the same file: a restarted medic.
+	run(true, 0)
+	run(true, time.Minute)
+	run(true, 2*time.Minute)
+	run(false, 3*time.Minute)
+	run(true, 61*time.Minute) // the first run left the window
+}
+
+func TestOneRemediationPerActionAtATime(t *testing.T) {
+	release := make(chan struct{})
+	slow := &funcAction{}
+	slow.fn = func(int) error { <-release; return nil }
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: slow, Backoff: constant(time.Second, 1), Verify: time.Second},
+	}})
+	defer close(release)
+	a, b := alert, alert
+	a.Ladder, b.Ladder = []string{"restart"}, []string{"restart"}
+	b.Key, b.Labels = "SyncFailing{host=b}", map[string]string{"alertname": "SyncFailing", "host": "b"}
+	f.e.Observe(f.clk.Now(), []Alert{a, b})
+	// The two events race; wait for both in any order.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		got := f.rec.types()
+		if countOf(got, "RemediationStarted") == 1 && countOf(got, "RemediationSuppressed(concurrency)") == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := f.rec.types()
+	if countOf(got, "RemediationStarted") != 1 || countOf(got, "RemediationSuppressed(concurrency)") != 1 {
+		t.Fatalf("want one start and one concurrency suppression, got %v", got)
+	}
+	if slow.calls.Load() != 1 {
+		t.Fatalf("both incidents ran restart at once")
+	}
+}

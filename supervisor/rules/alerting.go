@@ -1,0 +1,224 @@
+// Package rules evaluates alerting rules locally with the real PromQL
+// engine and keeps the alert state machine (inactive → pending → firing →
+// resolved, with for and keep_firing_for), modelled on Prometheus's
+// rules/alerting.go. Eval takes the evaluation time and the query function
+// as arguments, so the state machine is tested at chosen timestamps.
+package rules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+)
+
+// AlertState is where one alert instance is in its life.
+type AlertState int
+
+// States. Resolved is reported once, as a transition, then the alert is forgotten.
+const (
+	StateInactive AlertState = iota
+	StatePending
+	StateFiring
+)
+
+func (s AlertState) String() string {
+	switch s {
+	case StateInactive:
+		return "inactive"
+	case StatePending:
+		return "pending"
+	case StateFiring:
+		return "firing"
+	}
+	return "unknown(" + strconv.Itoa(int(s)) + ")"
+}
+
+// MarshalText makes states readable in JSON.
+func (s AlertState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Alert is one instance of a rule (one label set of its result).
+type Alert struct {
+	Rule        string            `json:"alert"`
+	Labels      labels.Labels     `json:"-"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	State       AlertState        `json:"state"`
+	Value       float64           `json:"value"`
+	ActiveAt    time.Time         `json:"activeAt"`
+	FiredAt     time.Time         `json:"firedAt,omitzero"`
+	ResolvedAt  time.Time         `json:"resolvedAt,omitzero"`
+	// KeepFiringSince is when the condition stopped while keep_firing_for held the alert.
+	KeepFiringSince time.Time `json:"keepFiringSince,omitzero"`
+}
+
+// LabelMap returns the labels as a map.
+func (a *Alert) LabelMap() map[string]string { return a.Labels.Map() }
+
+// Transition is a change of an alert's state at an evaluation.
+type Transition struct {
+	Alert Alert
+	From  AlertState
+	To    AlertState // StateInactive with From=Firing means resolved
+	At    time.Time
+}
+
+// Resolved reports whether the transition ends a firing alert.
+func (t Transition) Resolved() bool { return t.From == StateFiring && t.To == StateInactive }
+
+// QueryFunc evaluates an instant PromQL query at t.
+type QueryFunc func(ctx context.Context, q string, t time.Time) (promql.Vector, error)
+
+// Rule is one alerting rule and its active alerts.
+type Rule struct {
+	Name          string
+	Expr          string
+	For           time.Duration
+	KeepFiringFor time.Duration
+	Labels        map[string]string
+	Annotations   map[string]string
+
+	active map[uint64]*Alert
+	tmpls  map[string]*template.Template // compiled annotation and label templates
+	// LastError is the last evaluation error (nil when healthy).
+	LastError error
+	// LastEval is the time of the last evaluation.
+	LastEval time.Time
+}
+
+// NewRule compiles a rule's templates.
+func NewRule(name, expr string, forD, keepFiring time.Duration, lbls, anns map[string]string) (*Rule, error) {
+	r := &Rule{Name: name, Expr: expr, For: forD, KeepFiringFor: keepFiring,
+		Labels: lbls, Annotations: anns, active: map[uint64]*Alert{}, tmpls: map[string]*template.Template{}}
+	for where, m := range map[string]map[string]string{"labels": lbls, "annotations": anns} {
+		for k, v := range m {
+			t, err := template.New(k).Option("missingkey=zero").Parse(tmplPrefix + v)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", where, k, err)
+			}
+			r.tmpls[where+"."+k] = t
+		}
+	}
+	return r, nil
+}
+
+// tmplPrefix gives templates Prometheus's $labels and $value.
+const tmplPrefix = "{{$labels := .Labels}}{{$value := .Value}}"
+
+type tmplData struct {
+	Labels map[string]string
+	Value  float64
+}
+
+func (r *Rule) expand(where, key, text string, d tmplData) string {
+	t := r.tmpls[where+"."+key]
+	if t == nil {
+		return text
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return fmt.Sprintf("<error expanding template: %v>", err)
+	}
+	return b.String()
+}
+
+// Eval runs the rule at ts and advances the state machine. It returns the
+// transitions that happened.
+func (r *Rule) Eval(ctx context.Context, ts time.Time, query QueryFunc) ([]Transition, error) {
+	r.LastEval = ts
+	vec, err := query(ctx, r.Expr, ts)
+	if err != nil {
+		// Like Prometheus, an erroring rule keeps its alerts as they are.
+		r.LastError = err
+		return nil, err
+	}
+	r.LastError = nil
+	var out []Transition
+	seen := make(map[uint64]struct{}, len(vec))
+	for _, s := range vec {
+		b := labels.NewBuilder(s.Metric)
+		b.Del(labels.MetricName)
+		d := tmplData{Labels: s.Metric.Map(), Value: s.F}
+		delete(d.Labels, labels.MetricName)
+		for k, v := range r.Labels {
+			b.Set(k, r.expand("labels", k, v, d))
+		}
+		b.Set(labels.AlertName, r.Name)
+		lset := b.Labels()
+		d.Labels = lset.Map()
+		anns := make(map[string]string, len(r.Annotations))
+		for k, v := range r.Annotations {
+			anns[k] = r.expand("annotations", k, v, d)
+		}
+		h := lset.Hash()
+		if _, dup := seen[h]; dup {
+			r.LastError = fmt.Errorf("vector contains metrics with the same labelset after applying alert labels")
+			return out, r.LastError
+		}
+		seen[h] = struct{}{}
+		if a, ok := r.active[h]; ok && a.State != StateInactive {
+			a.Value = s.F
+			a.Annotations = anns
+			a.KeepFiringSince = time.Time{}
+			continue
+		}
+		a := &Alert{Rule: r.Name, Labels: lset, Annotations: anns, State: StatePending, Value: s.F, ActiveAt: ts}
+		r.active[h] = a
+		out = append(out, Transition{Alert: *a, From: StateInactive, To: StatePending, At: ts})
+	}
+
+	for h, a := range r.active {
+		if _, ok := seen[h]; ok {
+			if a.State == StatePending && ts.Sub(a.ActiveAt) >= r.For {
+				a.State = StateFiring
+				a.FiredAt = ts
+				out = append(out, Transition{Alert: *a, From: StatePending, To: StateFiring, At: ts})
+			}
+			continue
+		}
+		// The condition no longer holds.
+		if a.State == StateFiring && r.KeepFiringFor > 0 {
+			if a.KeepFiringSince.IsZero() {
+				a.KeepFiringSince = ts
+			}
+			if ts.Sub(a.KeepFiringSince) < r.KeepFiringFor {
+				continue
+			}
+		}
+		from := a.State
+		a.State = StateInactive
+		a.ResolvedAt = ts
+		delete(r.active, h)
+		out = append(out, Transition{Alert: *a, From: from, To: StateInactive, At: ts})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return labels.Compare(out[i].Alert.Labels, out[j].Alert.Labels) < 0 })
+	return out, nil
+}
+
+// Active returns copies of the rule's pending and firing alerts, sorted by labels.
+func (r *Rule) Active() []Alert {
+	out := make([]Alert, 0, len(r.active))
+	for _, a := range r.active {
+		c := *a
+		c.Annotations = maps.Clone(a.Annotations)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// MarshalJSON includes the labels as a map.
+func (a Alert) MarshalJSON() ([]byte, error) {
+	type plain Alert
+	return json.Marshal(struct {
+		plain
+		Labels map[string]string `json:"labels"`
+	}{plain(a), a.Labels.Map()})
+}

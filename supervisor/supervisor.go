@@ -1,0 +1,461 @@
+// Package supervisor wires medic together from a config: probes append to
+// the store, rules evaluate it with PromQL, the remedy engine walks ladders
+// of actions, and the server reports it all. New builds everything (so a
+// bad config starts nothing); Run runs it until the context ends.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/supervisor/config"
+	"github.com/medic-sidecar/medic/supervisor/probe"
+	"github.com/medic-sidecar/medic/supervisor/remedy"
+	"github.com/medic-sidecar/medic/supervisor/rules"
+	"github.com/medic-sidecar/medic/supervisor/server"
+	"github.com/medic-sidecar/medic/supervisor/store"
+)
+
+// Version is set at build time (-ldflags "-X .../supervisor.Version=v1.2.3").
+var Version = "dev"
+
+// Options configures a Supervisor.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Listener overrides config.Listen (tests and the demo use port 0).
+	Listener net.Listener
+	// Sinks receive every incident event in addition to the audit log.
+	Sinks []remedy.Sink
+	// OnTransition is called for every alert state change (the demo prints them).
+	OnTransition func(rules.Transition)
+}
+
+// Supervisor is a running medic.
+type Supervisor struct {
+	o       Options
+	cfg     *config.Config
+	log     *slog.Logger
+	clk     clock.Clock
+	reg     *prometheus.Registry
+	store   *store.Store
+	engine  *rules.Engine
+	mgr     *rules.Manager
+	remedy  *remedy.Engine
+	audit   *remedy.Audit
+	server  *server.Server
+	probes  []*probeRunner
+	ladders map[string][]string // alert -> ladder
+	started time.Time
+
+	lastEval  atomic.Int64 // unix nanos of the last completed evaluation
+	evalCount atomic.Int64
+	pausers   []remedy.Pauser
+}
+
+type probeRunner struct {
+	name, kind string
+	p          probe.Probe
+	app        probe.Appender
+	committed  atomic.Bool
+}
+
+// probeSet finds running probes by name for actions (reconnect probe:).
+type probeSet map[string]probe.Probe
+
+func (ps probeSet) Probe(name string) (any, bool) { p, ok := ps[name]; return p, ok }
+
+// New builds every part from cfg. Nothing runs until Run.
+func New(o Options) (*Supervisor, error) {
+	c := o.Config
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	s := &Supervisor{o: o, cfg: c, log: o.Logger, clk: o.Clock, ladders: map[string][]string{}}
+
+	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("stateDir: %w", err)
+	}
+
+	// Store: keep just enough history for the longest range any rule reads.
+	var exprs []string
+	for _, r := range c.Rules {
+		exprs = append(exprs, r.Expr)
+	}
+	for _, a := range c.Actions {
+		if a.Requires != "" {
+			exprs = append(exprs, a.Requires)
+		}
+	}
+	retention := rules.LongestRange(config.ExprParser, exprs...) + rules.DefaultLookback + 2*c.EvaluationInterval.D() + time.Minute
+	retention = max(retention, c.Store.Retention.D())
+	s.store = store.New(store.Options{MaxSeries: c.Store.MaxSeries, Retention: retention})
+	s.engine = rules.NewEngine(s.store, rules.DefaultLookback, o.Logger.With("component", "promql"))
+
+	// Probes.
+	found := probeSet{}
+	for _, pc := range c.Probes {
+		k, _ := probe.Lookup(pc.Kind)
+		p, err := k.New(pc.Spec, probe.Env{Name: pc.Name, Logger: o.Logger.With("probe", pc.Name), Clock: o.Clock})
+		if err != nil {
+			return nil, fmt.Errorf("probe %s: %w", pc.Name, err)
+		}
+		found[pc.Name] = p
+		s.probes = append(s.probes, &probeRunner{name: pc.Name, kind: pc.Kind, p: p, app: s.store.Appender(pc.Name)})
+	}
+
+	// Actions.
+	steps := map[string]*remedy.Step{}
+	for name, ac := range c.Actions {
+		k, _ := actions.Lookup(ac.Kind)
+		a, err := k.New(ac.Spec, actions.Env{Name: name, Logger: o.Logger.With("action", name), Clock: o.Clock,
+			StateDir: c.StateDir, Probes: found})
+		if err != nil {
+			return nil, fmt.Errorf("action %s: %w", name, err)
+		}
+		st := &remedy.Step{Name: name, Kind: ac.Kind, Action: a, Backoff: ac.Backoff, Verify: ac.Verify.D(), Requires: ac.Requires}
+		if ac.Budget != nil {
+			st.Budget = &remedy.Budget{Max: ac.Budget.Max, Window: ac.Budget.Window.D()}
+		}
+		steps[name] = st
+	}
+
+	// Rules.
+	var rs []*rules.Rule
+	for _, rc := range c.Rules {
+		r, err := rules.NewRule(rc.Alert, rc.Expr, rc.For.D(), rc.KeepFiringFor.D(), rc.Labels, rc.Annotations)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: %w", rc.Alert, err)
+		}
+		rs = append(rs, r)
+		s.ladders[rc.Alert] = rc.Remediate
+	}
+	s.mgr = rules.NewManager(s.engine, rs, o.Logger.With("component", "rules"))
+
+	// Remedy.
+	budgets, err := remedy.LoadBudgets(filepath.Join(c.StateDir, "budgets.json"))
+	if err != nil {
+		return nil, err
+	}
+	s.audit, err = remedy.OpenAudit(filepath.Join(c.StateDir, "audit.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	s.audit.OnError = func(err error) { o.Logger.Error("audit log write failed", "err", err) }
+	s.pausers = []remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}
+	metrics := remedy.NewMetrics()
+	s.remedy = remedy.New(remedy.Options{
+		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
+		Budgets: budgets, Pausers: s.pausers, Sinks: append([]remedy.Sink{s.audit}, o.Sinks...),
+		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics,
+	})
+
+	// Metrics registry: medic's own, never the global default.
+	s.reg = prometheus.NewRegistry()
+	cs := []prometheus.Collector{
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newStoreCollector(s.store), probeSeriesCollector{s.store}, newBuildInfo(),
+	}
+	cs = append(cs, s.mgr.Collectors()...)
+	cs = append(cs, metrics.Collectors()...)
+	for _, col := range cs {
+		if err := s.reg.Register(col); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+
+	// Server.
+	ln := o.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", c.Listen)
+		if err != nil {
+			s.audit.Close()
+			return nil, fmt.Errorf("listen %s: %w", c.Listen, err)
+		}
+	}
+	s.server = server.New(server.Options{
+		Listener: ln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
+		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{},
+	})
+	return s, nil
+}
+
+// Addr returns the HTTP listener's address.
+func (s *Supervisor) Addr() string { return s.server.Addr() }
+
+// Registry exposes medic's metrics registry.
+func (s *Supervisor) Registry() *prometheus.Registry { return s.reg }
+
+// Store exposes the series store (tests, benchmarks).
+func (s *Supervisor) Store() *store.Store { return s.store }
+
+// Run starts probes, the evaluation loop and the server, and returns after
+// ctx ends and everything has stopped (bounded: actions are cancelled).
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.started = s.clk.Now()
+	s.lastEval.Store(s.started.UnixNano())
+	s.log.Info("medic starting", "version", Version, "listen", s.Addr(), "probes", len(s.probes),
+		"rules", len(s.ladders), "actions", len(s.cfg.Actions), "dryRun", s.cfg.DryRun,
+		"stateDir", s.cfg.StateDir, "retention", s.store.Retention().String())
+	if s.cfg.DryRun {
+		s.log.Warn("dry run: decisions are made and recorded, but no action is performed")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.remedy.Start(ctx)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.server.Run(ctx); err != nil {
+			select {
+			case errc <- fmt.Errorf("http server: %w", err):
+			default:
+			}
+			cancel()
+		}
+	}()
+	for _, pr := range s.probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runProbe(ctx, pr)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.evalLoop(ctx)
+	}()
+	<-ctx.Done()
+	s.log.Info("medic stopping")
+	wg.Wait()
+	s.remedy.Wait()
+	s.audit.Close()
+	s.log.Info("medic stopped")
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// runProbe runs a probe, restarting it with a capped backoff if it fails
+// or panics; a broken probe never takes medic down.
+func (s *Supervisor) runProbe(ctx context.Context, pr *probeRunner) {
+	app := &trackingAppender{Appender: pr.app, first: &pr.committed}
+	delay := time.Second
+	for {
+		err := func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+				}
+			}()
+			return pr.p.Run(ctx, app)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("probe returned without an error")
+		}
+		s.log.Error("probe stopped; restarting", "probe", pr.name, "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clk.After(delay):
+		}
+		delay = min(delay*2, 30*time.Second)
+	}
+}
+
+type trackingAppender struct {
+	probe.Appender
+	first *atomic.Bool
+}
+
+func (t *trackingAppender) Commit(now time.Time) (int, error) {
+	n, err := t.Appender.Commit(now)
+	t.first.Store(true)
+	return n, err
+}
+
+func (s *Supervisor) evalLoop(ctx context.Context) {
+	interval := s.cfg.EvaluationInterval.D()
+	ticks := 0
+	probe.Ticker(ctx, s.clk, interval, func(now time.Time) {
+		if ctx.Err() != nil {
+			return
+		}
+		s.EvalOnce(ctx, now)
+		ticks++
+		if ticks%12 == 0 {
+			s.store.GC(now)
+		}
+	})
+}
+
+// EvalOnce evaluates every rule at now and hands firing alerts to the
+// remedy engine. Run calls it every evaluationInterval.
+func (s *Supervisor) EvalOnce(ctx context.Context, now time.Time) {
+	trs := s.mgr.Eval(ctx, now)
+	for _, t := range trs {
+		attrs := []any{"alert", t.Alert.Rule, "from", t.From.String(), "to", t.To.String(), "value", t.Alert.Value,
+			"labels", t.Alert.Labels.String()}
+		switch {
+		case t.Resolved():
+			s.log.Info("alert resolved", attrs...)
+		case t.To == rules.StateFiring:
+			s.log.Warn("alert firing", attrs...)
+		default:
+			s.log.Info("alert "+t.To.String(), attrs...)
+		}
+		if s.o.OnTransition != nil {
+			s.o.OnTransition(t)
+		}
+	}
+	var firing []remedy.Alert
+	for _, a := range s.mgr.Firing() {
+		firing = append(firing, remedy.Alert{
+			Key: a.Rule + a.Labels.String(), Rule: a.Rule, Labels: a.Labels.Map(), Annotations: a.Annotations,
+			Value: a.Value, Ladder: s.ladders[a.Rule],
+		})
+	}
+	s.remedy.Observe(now, firing)
+	s.lastEval.Store(now.UnixNano())
+	s.evalCount.Add(1)
+}
+
+func (s *Supervisor) precondition(ctx context.Context, expr string, now time.Time) (bool, error) {
+	v, err := s.engine.Query(ctx, expr, now)
+	if err != nil {
+		return false, err
+	}
+	return len(v) > 0, nil
+}
+
+func (s *Supervisor) healthy() (bool, string) {
+	interval := s.cfg.EvaluationInterval.D()
+	last := time.Unix(0, s.lastEval.Load())
+	if lag := s.clk.Now().Sub(last); lag > 3*interval {
+		return false, fmt.Sprintf("evaluation loop stalled: last evaluation %s ago (interval %s)", lag.Round(time.Millisecond), interval)
+	}
+	return true, "ok"
+}
+
+func (s *Supervisor) ready() (bool, string) {
+	var waiting []string
+	for _, pr := range s.probes {
+		if !pr.committed.Load() {
+			waiting = append(waiting, pr.name)
+		}
+	}
+	if len(waiting) > 0 {
+		return false, "waiting for first observation from probes: " + strings.Join(waiting, ", ")
+	}
+	if s.evalCount.Load() == 0 {
+		return false, "waiting for the first rule evaluation"
+	}
+	return true, "ok"
+}
+
+// ProbeStatus is one probe on /status.
+type ProbeStatus struct {
+	Name     string             `json:"name"`
+	Kind     string             `json:"kind"`
+	Up       float64            `json:"up"`
+	LastSeen time.Time          `json:"lastSeen,omitzero"`
+	Samples  float64            `json:"samples"`
+	Duration float64            `json:"durationSeconds"`
+	Values   map[string]float64 `json:"values,omitempty"`
+}
+
+// Status is the /status document.
+type Status struct {
+	Version   string                `json:"version"`
+	StartedAt time.Time             `json:"startedAt"`
+	Now       time.Time             `json:"now"`
+	DryRun    bool                  `json:"dryRun"`
+	Paused    bool                  `json:"paused"`
+	PausedBy  string                `json:"pausedBy,omitempty"`
+	Probes    []ProbeStatus         `json:"probes"`
+	Alerts    []rules.Alert         `json:"alerts"`
+	Rules     []rules.RuleStatus    `json:"rules"`
+	Incidents []remedy.IncidentView `json:"incidents"`
+	Store     store.Stats           `json:"store"`
+}
+
+// Status returns the current status document.
+func (s *Supervisor) Status() Status {
+	st := Status{Version: Version, StartedAt: s.started, Now: s.clk.Now(), DryRun: s.cfg.DryRun,
+		Rules: s.mgr.Status(), Incidents: s.remedy.Incidents(), Store: s.store.Stats(), Alerts: []rules.Alert{}}
+	for _, p := range s.pausers {
+		if ok, why := p.Paused(); ok {
+			st.Paused, st.PausedBy = true, why
+			break
+		}
+	}
+	for _, r := range st.Rules {
+		st.Alerts = append(st.Alerts, r.Active...)
+	}
+	own := s.store.Latest(func(n string) bool { return strings.HasPrefix(n, "medic_") })
+	byProbe := map[string]*ProbeStatus{}
+	for _, pr := range s.probes {
+		ps := &ProbeStatus{Name: pr.name, Kind: pr.kind, Values: map[string]float64{}}
+		byProbe[pr.name] = ps
+	}
+	for _, pt := range own {
+		ps := byProbe[pt.Labels.Get(store.ProbeLabel)]
+		if ps == nil {
+			continue
+		}
+		name := pt.Labels.Get(labels.MetricName)
+		switch name {
+		case "medic_probe_up":
+			ps.Up, ps.LastSeen = pt.V, pt.T
+		case "medic_probe_samples":
+			ps.Samples = pt.V
+		case "medic_probe_duration_seconds":
+			ps.Duration = pt.V
+		default:
+			key := name
+			pt.Labels.Range(func(l labels.Label) {
+				if l.Name != labels.MetricName && l.Name != store.ProbeLabel {
+					key += "{" + l.Name + "=" + l.Value + "}"
+				}
+			})
+			ps.Values[key] = pt.V
+		}
+	}
+	for _, pr := range s.probes {
+		st.Probes = append(st.Probes, *byProbe[pr.name])
+	}
+	sort.SliceStable(st.Probes, func(i, j int) bool { return st.Probes[i].Name < st.Probes[j].Name })
+	return st
+}
