@@ -52,8 +52,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is a host running the test plugin under the name "tp", with a fake
-// clock, captured events and logs.
+// env is a host running the test plugin under the name "tp" (and the
+// hello example as "hello"), with a fake clock, captured events and logs.
 type env struct {
 	t      *testing.T
 	host   *Host
@@ -75,7 +75,9 @@ func newEnv(t *testing.T, mode string, opts ...envOption) *env {
 		o(c)
 	}
 	e := &env{t: t, clk: clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)), events: make(chan Event, 100), logs: &logBuffer{}}
-	h, err := New(map[string]*Config{"tp": c}, Options{
+	hc := DefaultConfig()
+	hc.Path, hc.SHA256 = helloPath, helloSum
+	h, err := New(map[string]*Config{"tp": c, "hello": hc}, Options{
 		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:   e.clk,
 		OnEvent: func(ev Event) { e.events <- ev },
@@ -141,6 +143,16 @@ func (e *env) restart() Event {
 	return e.waitEvent(PluginRestarted)
 }
 
+func (e *env) status(name string) Status {
+	for _, s := range e.host.Status() {
+		if s.Name == name {
+			return s
+		}
+	}
+	e.t.Fatalf("no status for %s", name)
+	return Status{}
+}
+
 func (e *env) calls(result string) float64 {
 	return testutil.ToFloat64(e.host.metrics.calls.WithLabelValues("tp", result))
 }
@@ -193,7 +205,7 @@ func TestSuccess(t *testing.T) {
 	if e.calls(ResultSucceeded) != 1 || testutil.ToFloat64(e.host.metrics.up.WithLabelValues("tp")) != 1 {
 		t.Fatal("metrics not updated")
 	}
-	st := e.host.Status()[0]
+	st := e.status("tp")
 	if st.State != "running" || st.PID != pidOf(t, res) || st.Version != "0.0.1" {
 		t.Fatalf("status = %+v", st)
 	}
@@ -308,7 +320,7 @@ func TestRepeatedCrashesQuarantine(t *testing.T) {
 	if !actions.IsPermanent(err) || !errors.Is(err, ErrQuarantined) {
 		t.Fatalf("err = %v, want permanent quarantine", err)
 	}
-	if testutil.ToFloat64(e.host.metrics.quarantined.WithLabelValues("tp")) != 1 || e.host.Status()[0].State != "quarantined" {
+	if testutil.ToFloat64(e.host.metrics.quarantined.WithLabelValues("tp")) != 1 || e.status("tp").State != "quarantined" {
 		t.Fatal("quarantine not visible in metrics/status")
 	}
 	if e.clk.Waiters() != 0 {
@@ -461,8 +473,8 @@ func TestLazyPluginValidatesThenStops(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %q, want %q", err, want)
 	}
-	if e.host.Status()[0].State != "stopped" {
-		t.Fatalf("status %+v", e.host.Status()[0])
+	if e.status("tp").State != "stopped" {
+		t.Fatalf("status %+v", e.status("tp"))
 	}
 }
 

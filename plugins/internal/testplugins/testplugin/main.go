@@ -2,7 +2,8 @@
 // per call through its config {"mode": …}: succeed, retryable, permanent,
 // crash (os.Exit mid-call), hang (ignores its deadline), honour (waits
 // for its deadline and returns), panic, spawn (starts a child process
-// that would outlive it and holds its stderr open), log (writes to every log channel).
+// that would outlive it and holds its stderr open), log (writes to every
+// log channel), crashonce (crashes the first time, then succeeds).
 // TESTPLUGIN_START=crash makes the process exit before its handshake.
 package main
 
@@ -22,10 +23,12 @@ import (
 type config struct {
 	Mode     string `json:"mode"`
 	ExitCode int    `json:"exitCode"`
+	// Marker is crashonce's file: absent, the call creates it and crashes.
+	Marker string `json:"marker"`
 }
 
 var modes = map[string]bool{"succeed": true, "retryable": true, "permanent": true, "crash": true,
-	"hang": true, "honour": true, "panic": true, "spawn": true, "log": true}
+	"hang": true, "honour": true, "panic": true, "spawn": true, "log": true, "crashonce": true}
 
 type testPlugin struct{}
 
@@ -71,6 +74,14 @@ func (testPlugin) Remediate(ctx context.Context, inc sdk.Incident, raw json.RawM
 	case "crash":
 		sdk.Logger().Error("about to crash", "incident", inc.ID)
 		os.Exit(max(c.ExitCode, 3))
+	case "crashonce":
+		if _, err := os.Stat(c.Marker); err != nil {
+			if err := os.WriteFile(c.Marker, nil, 0o600); err != nil {
+				return sdk.Result{}, err
+			}
+			os.Exit(3)
+		}
+		return sdk.Result{Message: "ok after a crash", Details: details}, nil
 	case "hang":
 		select {}
 	case "honour":
