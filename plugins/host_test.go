@@ -17,7 +17,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/plugins/internal/plugintest"
+	"github.com/medic-sidecar/medic/internal/plugintest"
 )
 
 // Real plugin binaries, built once in TestMain.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/plugins"
-	"github.com/medic-sidecar/medic/plugins/internal/plugintest"
+	"github.com/medic-sidecar/medic/internal/plugintest"
 	"github.com/medic-sidecar/medic/plugins/sdk"
 )
 
