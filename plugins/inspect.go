@@ -13,9 +13,9 @@ import (
 
 // Inspection is what `medic plugin info` reports about a binary.
 type Inspection struct {
-	Path    string        `json:"path"`
-	SHA256  string        `json:"sha256"`
-	Info    sdk.Info      `json:"info"`
+	Path   string   `json:"path"`
+	SHA256 string   `json:"sha256"`
+	Info   sdk.Info `json:"info"`
 	// Startup is how long the start and handshake took.
 	Startup time.Duration `json:"-"`
 	// StartupSeconds is Startup for JSON.

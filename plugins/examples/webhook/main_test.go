@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/actions"
-	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/internal/plugintest"
+	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/plugins/sdk"
 )
 
