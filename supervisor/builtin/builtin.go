@@ -6,4 +6,5 @@ import (
 	// Actions.
 	_ "github.com/medic-sidecar/medic/actions/exec"
 	_ "github.com/medic-sidecar/medic/actions/restart"
+	_ "github.com/medic-sidecar/medic/plugins" // the "plugin" kind (external plugins)
 )
