@@ -38,7 +38,7 @@ var _ actions.Action = (*Action)(nil)
 // actions.<name>.plugin.config.<field>.
 func NewAction(ctx context.Context, c ActionConfig, env actions.Env) (*Action, error) {
 	base := "actions." + env.Name + "." + KindName
-	if env.Plugins == nil {
+	if h, ok := env.Plugins.(*Host); env.Plugins == nil || ok && h == nil {
 		return nil, cfg.Errorf(base+".name", "plugin %q: no plugin host (is the top-level plugins section set?)", c.Name)
 	}
 	raw, err := c.JSON()
