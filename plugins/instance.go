@@ -244,6 +244,7 @@ func (i *instance) watch(p *process) {
 	}
 	p.client.Kill() // releases go-plugin's goroutines; the process is gone
 	p.hardKill()    // and so is anything left in its process group
+	waitGroupGone(p.pid, groupGrace)
 	requested, reason := p.exitReason()
 	i.mu.Lock()
 	defer i.mu.Unlock()

@@ -201,6 +201,53 @@ func (p *process) stop() {
 	waitExit(p.pid, stopGrace)
 	p.hardKill()
 	<-done
+	waitGroupGone(p.pid, groupGrace)
+}
+
+// groupGrace bounds the wait for a SIGKILLed process group to die.
+const groupGrace = 2 * time.Second
+
+// waitGroupGone polls /proc until no live (non-zombie) process is left in
+// process group pgid, or d passes. SIGKILL is asynchronous; this makes
+// "stopped" mean "gone".
+func waitGroupGone(pgid int, d time.Duration) {
+	if pgid <= 0 {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for groupAlive(pgid) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// groupAlive reports whether a live process in group pgid exists.
+func groupAlive(pgid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			return true
+		}
+	}
+	return false
 }
 
 // waitExit polls /proc until pid has exited (gone or a zombie) or d passes.
