@@ -264,7 +264,7 @@ func callBudget(ctx context.Context, timeout time.Duration) time.Time {
 // hangGrace is how long past its deadline a plugin may take to answer
 // before it is declared hung and killed.
 func hangGrace(timeout time.Duration) time.Duration {
-	return min(max(timeout/10, 200*time.Millisecond), 2*time.Second)
+	return min(max(timeout/10, 500*time.Millisecond), 5*time.Second)
 }
 
 // crashWait bounds the wait for a plugin's exit after its connection broke.

@@ -41,7 +41,8 @@ func slogLevel(l hclog.Level) slog.Level {
 }
 
 // Log logs msg at level. go-plugin adds the plugin line's own timestamp;
-// it is dropped (medic's record has its own).
+// it is dropped (medic's record has its own). go-plugin's "plugin" key
+// (the binary's path) becomes "binary".
 func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	lvl := slogLevel(level)
 	ctx := context.Background()
@@ -51,7 +52,14 @@ func (h *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	out := make([]any, 0, len(args)+2)
 	for i := 0; i < len(args); i += 2 {
 		if i+1 < len(args) {
-			if k, ok := args[i].(string); ok && k == "timestamp" {
+			k, _ := args[i].(string)
+			switch k {
+			case "timestamp":
+				continue
+			case "plugin":
+				// go-plugin's "plugin" is the binary's path; medic's
+				// "plugin" attribute is the configured name.
+				out = append(out, "binary", args[i+1])
 				continue
 			}
 			out = append(out, args[i], args[i+1])
