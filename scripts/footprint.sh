@@ -17,7 +17,7 @@ go build -o "$work/medic" ./cmd/medic
 # The peer serves the SPIRE agent page on :9988 (the example's scrape URL) and a TCP "server" on :8081.
 "$work/medic" demo-peer --listen 127.0.0.1:9988 --server 127.0.0.1:8081 >"$work/peer.log" 2>&1 &
 sleep 1
-export MEDIC_STATE_DIR="$work/state"
+export MEDIC_STATE_DIR="$work/state" SPIRE_SERVER_ADDRESS=127.0.0.1:8081
 "$work/medic" run --config "$config" >"$work/medic.log" 2>&1 &
 pid=$!
 sleep 2

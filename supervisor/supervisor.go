@@ -26,6 +26,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/livez"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -70,6 +71,7 @@ type Supervisor struct {
 	lastEval  atomic.Int64 // unix nanos of the last completed evaluation
 	evalCount atomic.Int64
 	pausers   []remedy.Pauser
+	livez     *livez.Switch
 }
 
 type probeRunner struct {
@@ -126,12 +128,15 @@ func New(o Options) (*Supervisor, error) {
 		s.probes = append(s.probes, &probeRunner{name: pc.Name, kind: pc.Kind, p: p, app: s.store.Appender(pc.Name)})
 	}
 
+	// The agent-liveness endpoint the restart action's probe mode flips.
+	s.livez = livez.New(o.Clock)
+
 	// Actions.
 	steps := map[string]*remedy.Step{}
 	for name, ac := range c.Actions {
 		k, _ := actions.Lookup(ac.Kind)
 		a, err := k.New(ac.Spec, actions.Env{Name: name, Logger: o.Logger.With("action", name), Clock: o.Clock,
-			StateDir: c.StateDir, Probes: found})
+			StateDir: c.StateDir, Probes: found, AgentLiveness: s.livez})
 		if err != nil {
 			return nil, fmt.Errorf("action %s: %w", name, err)
 		}
@@ -197,7 +202,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	s.server = server.New(server.Options{
 		Listener: ln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
-		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{},
+		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez},
 	})
 	return s, nil
 }
@@ -295,9 +300,21 @@ func (s *Supervisor) runProbe(ctx context.Context, pr *probeRunner) {
 	}
 }
 
+var _ probe.CounterAppender = (*trackingAppender)(nil)
+
 type trackingAppender struct {
 	probe.Appender
 	first *atomic.Bool
+}
+
+// AddCounterRaw keeps the store's zero-start of new counters reachable
+// through the wrapper (probe.CounterAppender).
+func (t *trackingAppender) AddCounterRaw(key []byte, mk func() labels.Labels, v float64) {
+	if ca, ok := t.Appender.(probe.CounterAppender); ok {
+		ca.AddCounterRaw(key, mk, v)
+		return
+	}
+	t.Appender.AddRaw(key, mk, v)
 }
 
 func (t *trackingAppender) Commit(now time.Time) (int, error) {

@@ -355,6 +355,14 @@ func (c *Config) Validate() error {
 				add(path+".requires", "%v", err)
 			}
 		}
+		// Kinds that act on a probe (reconnect probe:) name it; check it exists.
+		if pr, ok := a.Spec.(interface{ ProbeRefs() []string }); ok {
+			for _, ref := range pr.ProbeRefs() {
+				if _, ok := seen[ref]; !ok {
+					add(cfg.Join(path, a.Kind)+".probe", "no probe named %q in probes[]", ref)
+				}
+			}
+		}
 		if pa, ok := a.Spec.(*plugins.ActionConfig); ok && pa.Name != "" {
 			if _, ok := c.Plugins[pa.Name]; !ok {
 				add(path+"."+plugins.KindName+".name", "unknown plugin %q (configured: %s)", pa.Name, strings.Join(sortedKeys(c.Plugins), ", "))

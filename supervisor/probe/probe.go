@@ -44,6 +44,17 @@ type Appender interface {
 	Commit(t time.Time) (appended int, err error)
 }
 
+// CounterAppender is implemented by appenders that can start a new
+// counter series at zero. A counter that first appears after the probe's
+// first batch (SPIRE creates its status="Unavailable" series on the first
+// failure; nothing is pre-created at zero) was zero at the previous batch,
+// so the appender records a 0 there. Without it rate() and increase()
+// cannot see the first increment at all: they need two samples. This is
+// Prometheus's created-timestamp zero ingestion, inferred from the page.
+type CounterAppender interface {
+	AddCounterRaw(key []byte, mk func() labels.Labels, v float64)
+}
+
 // Env is what the supervisor hands a probe kind when it builds one.
 type Env struct {
 	Name   string // the probe's name in config

@@ -40,6 +40,9 @@ type appender struct {
 	// refused counts samples refused by the cap in the open batch.
 	refused int
 	keybuf  []byte
+	// zeros are new counter series to start at 0 at lastCommit.
+	zeros      []*memSeries
+	lastCommit int64 // ms; 0 before the first commit
 }
 
 // withProbe adds probe="<name>"; a scraped probe label is kept as exported_probe.
@@ -78,10 +81,31 @@ func (a *appender) AddRaw(key []byte, mk func() labels.Labels, v float64) {
 	a.batch = append(a.batch, pending{e.s, v})
 }
 
+// AddCounterRaw is AddRaw for counters: a series new to this probe after
+// its first commit also gets a 0 at the previous commit (see probe.CounterAppender).
+func (a *appender) AddCounterRaw(key []byte, mk func() labels.Labels, v float64) {
+	e, known := a.cache[string(key)]
+	known = known && !(e.s != nil && e.s.removed.Load())
+	a.AddRaw(key, mk, v)
+	if known || a.lastCommit == 0 {
+		return
+	}
+	if e := a.cache[string(key)]; e.s != nil {
+		a.zeros = append(a.zeros, e.s)
+	}
+}
+
 func (a *appender) Commit(now time.Time) (int, error) {
 	t := now.UnixMilli()
 	a.gen++
 	a.st.mu.Lock()
+	for _, s := range a.zeros {
+		if a.lastCommit < t {
+			a.st.appendLocked(s, a.lastCommit, 0)
+		}
+	}
+	a.zeros = a.zeros[:0]
+	a.lastCommit = t
 	a.st.dropped += uint64(a.refused)
 	for _, p := range a.batch {
 		a.st.appendLocked(p.s, t, p.v)

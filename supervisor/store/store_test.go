@@ -171,3 +171,36 @@ func BenchmarkIngest10kSeries(b *testing.B) {
 		app.Commit(t0.Add(time.Duration(n) * 5 * time.Second))
 	}
 }
+
+func TestNewCounterSeriesStartsAtZero(t *testing.T) {
+	st := store.New(store.Options{})
+	app := st.Appender("spire").(interface {
+		AddCounterRaw(key []byte, mk func() labels.Labels, v float64)
+		Commit(time.Time) (int, error)
+	})
+	ok := labels.FromStrings("__name__", "sync", "status", "OK")
+	bad := labels.FromStrings("__name__", "sync", "status", "Unavailable")
+	add := func(l labels.Labels, v float64) { app.AddCounterRaw([]byte(l.String()), func() labels.Labels { return l }, v) }
+	// First batch: series already counting when medic starts are not zero-started.
+	add(ok, 40)
+	app.Commit(t0)
+	add(ok, 41)
+	app.Commit(t0.Add(5 * time.Second))
+	// The first failure creates the Unavailable series at 1.
+	add(ok, 41)
+	add(bad, 1)
+	app.Commit(t0.Add(10 * time.Second))
+	got := query(t, st, `increase(sync{status="Unavailable"}[1m])`, t0.Add(10*time.Second))
+	if len(got) != 1 {
+		t.Fatalf("first increment invisible: %v", got)
+	}
+	for _, v := range got {
+		if v < 1 {
+			t.Fatalf("increase = %v, want >= 1", v)
+		}
+	}
+	// The OK series was not given a zero (it existed from the first batch).
+	if got := query(t, st, `min_over_time(sync{status="OK"}[1m])`, t0.Add(10*time.Second)); got[`{probe="spire", status="OK"}`] != 40 {
+		t.Fatalf("OK series altered: %v", got)
+	}
+}

@@ -43,6 +43,10 @@ type Config struct {
 	// SampleLimit fails a scrape whose page has more samples than this;
 	// 0 means no limit other than maxBytes and the store's series cap.
 	SampleLimit int `yaml:"sampleLimit" json:"sampleLimit,omitempty"`
+	// NoZeroNewCounters turns off starting a counter series that appears
+	// after the first scrape at 0 (at the previous scrape's time), which
+	// lets rate() see a counter's first increment (docs/probes.md).
+	NoZeroNewCounters bool `yaml:"noZeroNewCounters" json:"noZeroNewCounters,omitempty"`
 }
 
 // TLSConfig is probes[].scrape.tls.

@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -13,12 +14,25 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
+	"go.uber.org/goleak"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/store"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines leaked:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
 
@@ -103,6 +117,7 @@ func newRigStore(t testing.TB, c Config, name string, st *store.Store) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.tr.CloseIdleConnections)
 	return &rig{t: t, p: p, st: st, app: st.Appender(name), now: t0, log: rec, clk: fc}
 }
 

@@ -28,6 +28,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/prometheus/common/model"
 	"hash/maphash"
 	"io"
 	"log/slog"
@@ -208,7 +209,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.log = p.log.With("probe", env.Name, "url", p.url)
+	p.log = p.log.With("url", p.url) // the supervisor's logger already carries probe=<name>
 	if p.clk == nil {
 		p.clk = clock.Real{}
 	}
@@ -257,11 +258,12 @@ func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
 	return nil
 }
 
-// cycle runs one scrape and commits its batch at now. During shutdown
-// nothing is committed.
+// cycle runs one scrape and commits its batch at now. A scrape cut short
+// by shutdown adds and commits nothing (and is no failure); one that
+// completed is committed.
 func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 	n, warns, err := p.scrape(ctx, app)
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return
 	}
 	up := 1.0
@@ -279,9 +281,15 @@ func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 		p.log.Error("commit scrape samples", "err", cerr)
 	}
 	p.report(n, warns, err)
-	// Let go of a buffer that once held a far larger page.
+	// Let go of buffers that once held a far larger page.
 	if c := p.body.Cap(); c > 1<<20 && c > 4*p.body.Len() {
 		p.body = bytes.Buffer{}
+	}
+	if c := cap(p.keys); c > 1<<20 && c > 4*len(p.keys) {
+		p.keys = nil
+	}
+	if c := cap(p.recs); c > 1<<15 && c > 4*len(p.recs) {
+		p.recs = nil
 	}
 }
 
@@ -340,6 +348,9 @@ func (p *Probe) scrape(ctx context.Context, app probe.Appender) (int, int, *Erro
 	warns, err := p.check(b, ct)
 	if err != nil {
 		return 0, 0, err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return 0, 0, &Error{Reason: ReasonConnect, Err: cerr} // shutting down: add nothing
 	}
 	return p.ingest(app, b, ct), warns, nil
 }
@@ -418,6 +429,7 @@ type record struct {
 	off, end int
 	ord      int
 	v        float64
+	counter  bool // a sample of a counter family (zero-started when new)
 }
 
 // check parses the whole page without touching the store: it records every
@@ -461,6 +473,7 @@ func (p *Probe) check(b []byte, ct string) (warns int, perr *Error) {
 		}
 	}()
 	var lset labels.Labels
+	var family []byte // name of the current counter family, nil when not a counter
 	for ord := 0; ; {
 		e, err := par.Next()
 		if errors.Is(err, io.EOF) {
@@ -470,6 +483,13 @@ func (p *Probe) check(b []byte, ct string) (warns int, perr *Error) {
 			return 0, fail(ReasonParse, "%w", err)
 		}
 		switch e {
+		case textparse.EntryType:
+			name, typ := par.Type()
+			family = family[:0]
+			if typ == model.MetricTypeCounter {
+				family = append(family, name...)
+			}
+			continue
 		case textparse.EntrySeries:
 		case textparse.EntryHistogram:
 			warns |= warnHistograms
@@ -493,7 +513,8 @@ func (p *Probe) check(b []byte, ct string) (warns int, perr *Error) {
 		p.seen[h] = p.gen
 		off := len(p.keys)
 		p.keys = append(p.keys, series...)
-		p.recs = append(p.recs, record{off: off, end: len(p.keys), ord: ord, v: v})
+		p.recs = append(p.recs, record{off: off, end: len(p.keys), ord: ord, v: v,
+			counter: len(family) > 0 && bytes.HasPrefix(series, family) && !isCreated(series)})
 		ord++
 		if p.c.SampleLimit > 0 && len(p.recs) > p.c.SampleLimit {
 			return 0, fail(ReasonSampleLimit, "page has more than sampleLimit (%d) samples", p.c.SampleLimit)
@@ -523,9 +544,14 @@ func abbrev(b []byte) string {
 func (p *Probe) ingest(app probe.Appender, b []byte, ct string) int {
 	p.page, p.ct, p.lazy, p.lazyOrd = b, ct, nil, -1
 	defer func() { p.page, p.lazy = nil, nil }()
+	ca, _ := app.(probe.CounterAppender)
 	for i := range p.recs {
 		r := &p.recs[i]
 		p.cur = r.ord
+		if r.counter && ca != nil && !p.c.NoZeroNewCounters {
+			ca.AddCounterRaw(p.keys[r.off:r.end], p.mk, r.v)
+			continue
+		}
 		app.AddRaw(p.keys[r.off:r.end], p.mk, r.v)
 	}
 	return len(p.recs)
@@ -583,4 +609,20 @@ func getGzip(r io.Reader) (*gzipReader, error) {
 func putGzip(g *gzipReader) {
 	g.br.Reset(nil)
 	gzipPool.Put(g)
+}
+
+// ScrapeOnce runs one scrape cycle and commits it at now, exactly as Run
+// does every interval. Benchmarks and tools use it to drive the probe.
+func (p *Probe) ScrapeOnce(ctx context.Context, app probe.Appender, now time.Time) {
+	p.cycle(ctx, app, now)
+}
+
+// isCreated reports whether a series is an OpenMetrics _created sample (a
+// timestamp, not a count).
+func isCreated(series []byte) bool {
+	name := series
+	if i := bytes.IndexAny(series, "{ "); i >= 0 {
+		name = series[:i]
+	}
+	return bytes.HasSuffix(name, []byte("_created"))
 }

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func runCLI(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"bogus"},
+		{"run", "--nope"},
+		{"validate"},
+		{"validate", "--config", "x.yaml", "stray"},
+		{"run", "--config", "x", "--log-format", "xml"},
+	} {
+		code, _, stderr := runCLI(context.Background(), args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		if stderr == "" {
+			t.Errorf("%v: nothing on stderr", args)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(context.Background(), "version")
+	if code != 0 || !strings.HasPrefix(out, "medic ") {
+		t.Fatalf("exit %d, %q", code, out)
+	}
+}
+
+func TestExamplesAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	if len(files) < 2 {
+		t.Fatalf("examples missing: %v", files)
+	}
+	for _, f := range files {
+		code, out, stderr := runCLI(context.Background(), "validate", "--config", f)
+		if code != 0 || !strings.Contains(out, "valid") {
+			t.Errorf("%s: exit %d\n%s%s", f, code, out, stderr)
+		}
+	}
+}
+
+func TestInvalidConfigListsEveryProblemAndStartsNothing(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	cfg := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(cfg, []byte(`
+listen: "127.0.0.1:0"
+stateDir: `+state+`
+evaluationInterval: fast
+probes:
+  - name: spire
+    scrape: {url: "not a url", interval: 0s}
+rules:
+  - alert: A
+    expr: "rate(x[5m]"
+    remediate: [missing]
+`), 0o600)
+	for _, cmd := range []string{"validate", "run"} {
+		code, _, stderr := runCLI(context.Background(), cmd, "--config", cfg)
+		if code != 2 {
+			t.Fatalf("%s: exit %d, want 2\n%s", cmd, code, stderr)
+		}
+		for _, want := range []string{"evaluationInterval: invalid duration", "probes[0].scrape", "rules[0].expr: invalid PromQL", "rules[0].remediate[0]", "(line "} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s: missing %q in:\n%s", cmd, want, stderr)
+			}
+		}
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatal("an invalid config created the state dir: something started")
+	}
+}
+
+func TestRunStopsWithinTheGraceOnSignal(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nstateDir: "+filepath.Join(dir, "s")+"\nevaluationInterval: 100ms\n"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { code, _, _ := runCLI(ctx, "run", "--config", cfg); done <- code }()
+	time.Sleep(300 * time.Millisecond)
+	cancel() // what SIGINT/SIGTERM do through signal.NotifyContext
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after signal", code)
+		}
+	case <-time.After(shutdownGrace):
+		t.Fatal("medic run did not stop within the shutdown grace")
+	}
+}
+
+func TestSIGTERMShutsDownOrderly(t *testing.T) {
+	self, _ := os.Executable()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(cfg, []byte("listen: "+addr+"\nstateDir: "+filepath.Join(dir, "s")+"\nevaluationInterval: 100ms\n"), 0o600)
+	cmd := exec.Command(self, "run", "--config", cfg)
+	cmd.Env = append(os.Environ(), "MEDIC_TEST_RUN_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("medic never came up:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "medic stopped") {
+			t.Fatalf("no orderly stop logged:\n%s", stderr.String())
+		}
+		t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	case <-time.After(shutdownGrace):
+		cmd.Process.Kill()
+		t.Fatal("not stopped within 10s of SIGTERM")
+	}
+}
