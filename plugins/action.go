@@ -69,3 +69,21 @@ func NewAction(ctx context.Context, c ActionConfig, env actions.Env) (*Action, e
 func (a *Action) Run(ctx context.Context, inc actions.Incident) (actions.Result, error) {
 	return a.host.Remediate(ctx, a.plugin, inc, a.config)
 }
+
+// ValidateActions checks every plugin binary (Check) and has each plugin
+// validate the config of every action that uses it. uses maps action
+// names to their plugin sections. Errors carry config field paths.
+// `medic validate` calls it; start-up gets the same checks from Start and
+// NewAction.
+func ValidateActions(ctx context.Context, h *Host, uses map[string]*ActionConfig) error {
+	if err := h.Check(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range sortedKeys(uses) {
+		if _, err := NewAction(ctx, *uses[name], actions.Env{Name: name, Plugins: h}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

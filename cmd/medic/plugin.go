@@ -8,28 +8,98 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/plugins"
+	"github.com/medic-sidecar/medic/supervisor/config"
 )
 
 func init() {
-	commands["plugin"] = command{summary: "inspect a remediation plugin binary (plugin info PATH)", run: cmdPlugin}
+	commands["plugin"] = command{summary: "remediation plugins: info PATH | validate --config FILE", run: cmdPlugin}
 }
 
+const pluginUsage = `usage:
+  medic plugin info [flags] PATH          start a plugin binary once; print its Info and sha256
+  medic plugin validate --config FILE     check the config's plugin binaries and have each plugin
+                                          validate the config of the actions that use it`
+
 func cmdPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "info" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprintln(stdout, "usage: medic plugin info [flags] PATH")
-			return nil
-		}
-		fmt.Fprintln(stderr, "usage: medic plugin info [flags] PATH")
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "info":
+		return cmdPluginInfo(ctx, args[1:], stdout, stderr)
+	case "validate":
+		return cmdPluginValidate(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, pluginUsage)
+		return nil
+	}
+	fmt.Fprintln(stderr, pluginUsage)
+	return errUsage
+}
+
+// cmdPluginValidate loads the config, then runs the plugin checks that
+// need the binaries (see validatePlugins).
+func cmdPluginValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("plugin validate", "--config FILE", stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if lf.level == "info" {
+		lf.level = "warn"
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return errUsage
 	}
-	return cmdPluginInfo(ctx, args[1:], stdout, stderr)
+	c, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	if err := validatePlugins(ctx, c, logger); err != nil {
+		problems := cfg.Sorted(err)
+		fmt.Fprintf(stderr, "%s: %d plugin problem(s):\n", *path, len(problems))
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "  %v\n", p)
+		}
+		return &exitError{code: exitUsage, err: errors.New("")}
+	}
+	fmt.Fprintf(stdout, "%s: plugins valid (%d plugins)\n", *path, len(c.Plugins))
+	return nil
+}
+
+// validatePlugins checks every plugin binary (exists, executable, sha256)
+// and has each plugin validate the config of every action using it; lazy
+// plugins are stopped again. `medic validate` should call it after
+// loading the config.
+func validatePlugins(ctx context.Context, c *config.Config, logger *slog.Logger) error {
+	if len(c.Plugins) == 0 {
+		return nil
+	}
+	h, err := plugins.New(c.Plugins, plugins.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer h.Stop()
+	uses := map[string]*plugins.ActionConfig{}
+	for name, a := range c.Actions {
+		if pa, ok := a.Spec.(*plugins.ActionConfig); ok {
+			uses[name] = pa
+		}
+	}
+	return plugins.ValidateActions(ctx, h, uses)
 }
 
 // cmdPluginInfo starts the plugin once, prints its Info and the sha256 to

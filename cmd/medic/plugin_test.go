@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,5 +59,31 @@ func TestPluginInfo(t *testing.T) {
 	}
 	if code, _, errs := call("plugin", "info", "/bin/true"); code != 1 || !strings.Contains(errs, "Unrecognized remote plugin message") {
 		t.Fatalf("not a plugin: exit %d, %s", code, errs)
+	}
+
+	// plugin validate: binaries checked, each action's config validated by its plugin.
+	dir := t.TempDir()
+	write := func(sha, greeting string) string {
+		f := filepath.Join(dir, "medic.yaml")
+		doc := "plugins:\n  hello: {path: " + path + ", sha256: " + sha + "}\n" +
+			"actions:\n  greet:\n    plugin: {name: hello, config: {greeting: " + greeting + "}}\n"
+		if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if code, out, errs := call("plugin", "validate", "--config", write(sum, "hi")); code != 0 || !strings.Contains(out, "plugins valid (1 plugins)") {
+		t.Fatalf("valid config: exit %d, %s%s", code, out, errs)
+	}
+	code, _, errs = call("plugin", "validate", "--config", write(sum, "42"))
+	if code != exitUsage || !strings.Contains(errs, "actions.greet.plugin.config.greeting: cannot use a JSON number as string") {
+		t.Fatalf("bad plugin config: exit %d, %s", code, errs)
+	}
+	code, _, errs = call("plugin", "validate", "--config", write(strings.Repeat("0", 64), "hi"))
+	if code != exitUsage || !strings.Contains(errs, "plugins.hello.sha256: "+path+" has sha256 "+sum) {
+		t.Fatalf("wrong sha256: exit %d, %s", code, errs)
+	}
+	if kids := plugintest.Children(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("plugin processes left: %v", kids)
 	}
 }
