@@ -242,10 +242,12 @@ func (i *instance) watch(p *process) {
 			}
 		}
 	}
-	p.client.Kill() // releases go-plugin's goroutines; the process is gone
-	p.hardKill()    // and so is anything left in its process group
-	waitGroupGone(p.pid, groupGrace)
 	requested, reason := p.exitReason()
+	if !requested {
+		p.client.Kill() // releases go-plugin's goroutines (stop does it otherwise)
+		p.hardKill()    // and anything left in the process group
+		waitGroupGone(p.pid, groupGrace)
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.proc != p {
