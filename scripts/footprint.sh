@@ -37,10 +37,11 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 c1=$(cpu); t1=$(date +%s.%N)
 printf '%s\n' "${samples[@]}" | awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" '
-  { s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) first=$1; last=$1 }
+  { r[NR]=$1; s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) first=$1; last=$1 }
   END {
     secs=t1-t0; mc=((c1-c0)/hz)/secs*1000
     printf "samples: %d over %.0f s\n", n, secs
     printf "RSS MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f)\n", min/1024, s/n/1024, max/1024, first/1024, last/1024
     printf "CPU: %.2f millicores average\n", mc
+    printf "RSS MiB by minute:"; for (i=1;i<=n;i+=6) printf " %.1f", r[i]/1024; printf "\n"
   }'

@@ -66,7 +66,7 @@ type Supervisor struct {
 	server  *server.Server
 	probes  []*probeRunner
 	ladders map[string][]string // alert -> ladder
-	started time.Time
+	started atomic.Int64 // unix nanos when Run began
 
 	lastEval  atomic.Int64 // unix nanos of the last completed evaluation
 	evalCount atomic.Int64
@@ -219,8 +219,9 @@ func (s *Supervisor) Store() *store.Store { return s.store }
 // Run starts probes, the evaluation loop and the server, and returns after
 // ctx ends and everything has stopped (bounded: actions are cancelled).
 func (s *Supervisor) Run(ctx context.Context) error {
-	s.started = s.clk.Now()
-	s.lastEval.Store(s.started.UnixNano())
+	now := s.clk.Now()
+	s.started.Store(now.UnixNano())
+	s.lastEval.Store(now.UnixNano())
 	s.log.Info("medic starting", "version", Version, "listen", s.Addr(), "probes", len(s.probes),
 		"rules", len(s.ladders), "actions", len(s.cfg.Actions), "dryRun", s.cfg.DryRun,
 		"stateDir", s.cfg.StateDir, "retention", s.store.Retention().String())
@@ -430,8 +431,11 @@ type Status struct {
 
 // Status returns the current status document.
 func (s *Supervisor) Status() Status {
-	st := Status{Version: Version, StartedAt: s.started, Now: s.clk.Now(), DryRun: s.cfg.DryRun,
+	st := Status{Version: Version, Now: s.clk.Now(), DryRun: s.cfg.DryRun,
 		Rules: s.mgr.Status(), Incidents: s.remedy.Incidents(), Store: s.store.Stats(), Alerts: []rules.Alert{}}
+	if ns := s.started.Load(); ns != 0 {
+		st.StartedAt = time.Unix(0, ns)
+	}
 	for _, p := range s.pausers {
 		if ok, why := p.Paused(); ok {
 			st.Paused, st.PausedBy = true, why

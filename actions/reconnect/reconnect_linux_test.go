@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpprobe"
 	"io"
 	"net"
 	"os"
@@ -73,7 +74,8 @@ func runAgent(target string) {
 // build decodes one action through config.Parse and builds it through its Kind.
 func build(t testing.TB, spec string, env actions.Env) (actions.Action, error) {
 	t.Helper()
-	c, err := config.Parse([]byte("actions:\n  r:\n    reconnect: " + spec + "\n"))
+	// A probe named relay exists, so probe: relay passes config validation.
+	c, err := config.Parse([]byte("probes:\n  - name: relay\n    tcp: {address: \"127.0.0.1:1\"}\nactions:\n  r:\n    reconnect: " + spec + "\n"))
 	if err != nil {
 		return nil, err
 	}
@@ -499,14 +501,13 @@ func TestProbeRedial(t *testing.T) {
 		t.Errorf("dry run: err %v, redials %d", err, len(rd.reasons))
 	}
 
-	for spec, want := range map[string]string{
-		`{probe: nope}`:  `no probe of that name`,
-		`{probe: spire}`: `owns no connection medic can re-dial`,
-	} {
-		_, err := mustBuild(t, spec, env).Run(context.Background(), actions.Incident{})
-		if !actions.IsPermanent(err) || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: err = %v, want permanent %q", spec, err, want)
-		}
+	// Config validation rejects unknown probe names; the run-time lookup is
+	// still defensive (a finder without the probe).
+	if _, err := mustBuild(t, `{probe: relay}`, actions.Env{Probes: finder{}}).Run(context.Background(), actions.Incident{}); !actions.IsPermanent(err) || !strings.Contains(err.Error(), "no probe of that name") {
+		t.Errorf("missing probe: err = %v", err)
+	}
+	if _, err := mustBuild(t, `{probe: relay}`, actions.Env{Probes: finder{"relay": struct{}{}}}).Run(context.Background(), actions.Incident{}); !actions.IsPermanent(err) || !strings.Contains(err.Error(), "owns no connection medic can re-dial") {
+		t.Errorf("not a redialer: err = %v", err)
 	}
 	_, err = mustBuild(t, `{probe: relay}`, actions.Env{}).Run(context.Background(), actions.Incident{})
 	if !actions.IsPermanent(err) {
@@ -545,6 +546,10 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("%s:\n%s\nwant %q", spec, all, w)
 			}
 		}
+	}
+	// A probe that is not configured is caught at load time.
+	if _, err := build(t, `{probe: nosuch}`, actions.Env{}); err == nil || !strings.Contains(err.Error(), `no probe named "nosuch"`) {
+		t.Errorf("unknown probe: %v", err)
 	}
 	// Valid forms.
 	for _, spec := range []string{

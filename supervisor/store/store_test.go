@@ -180,7 +180,9 @@ func TestNewCounterSeriesStartsAtZero(t *testing.T) {
 	})
 	ok := labels.FromStrings("__name__", "sync", "status", "OK")
 	bad := labels.FromStrings("__name__", "sync", "status", "Unavailable")
-	add := func(l labels.Labels, v float64) { app.AddCounterRaw([]byte(l.String()), func() labels.Labels { return l }, v) }
+	add := func(l labels.Labels, v float64) {
+		app.AddCounterRaw([]byte(l.String()), func() labels.Labels { return l }, v)
+	}
 	// First batch: series already counting when medic starts are not zero-started.
 	add(ok, 40)
 	app.Commit(t0)

@@ -531,3 +531,39 @@ func TestUpUnknownUntilFirstOutcome(t *testing.T) {
 	px.SetMode(faultproxy.Pass)
 	h.waitUp()
 }
+
+// TestErrorCounterStartsAtZero: errors_total for a code seen for the first
+// time starts at 0 at the previous commit, so increase() sees the first
+// error (the store's counter zero-start).
+func TestErrorCounterStartsAtZero(t *testing.T) {
+	s := startRelay(t, relay.Options{})
+	clk := clock.NewFake(t0)
+	h := run(t, testConfig(s.Addr()), clk)
+	h.waitUp()
+	clk.Advance(10 * time.Second) // a tick commit at t0+10s without any error series
+	h.waitFor("commit at t0+10s", 5*time.Second, func() bool {
+		for _, pt := range h.st.Latest(func(n string) bool { return n == MetricReconnects }) {
+			if pt.T.Equal(t0.Add(10 * time.Second)) {
+				return true
+			}
+		}
+		return false
+	})
+	clk.Advance(500 * time.Millisecond) // before the next tick: the error commits at t0+10.5s
+	s.Stop()
+	h.waitValue(MetricErrors, 1, 5*time.Second, "code", "Unavailable")
+	eng := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	q, err := eng.NewInstantQuery(context.Background(), h.st, nil,
+		`increase(medic_stream_errors_total{probe="relay",code="Unavailable"}[1m])`, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	v, err := q.Exec(context.Background()).Vector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].F < 1 {
+		t.Fatalf("increase() of the first error: %v", v)
+	}
+}

@@ -86,6 +86,18 @@ func add(app probe.Appender, s *series, v float64) {
 	app.AddRaw(s.key, func() labels.Labels { return s.lset }, v)
 }
 
+// addCounter appends a counter; where the appender can, a counter series
+// that first appears after the first batch (errors_total for a code seen
+// for the first time) starts at 0 at the previous batch, so rate() and
+// increase() see its first increment.
+func addCounter(app probe.Appender, s *series, v float64) {
+	if ca, ok := app.(probe.CounterAppender); ok {
+		ca.AddCounterRaw(s.key, func() labels.Labels { return s.lset }, v)
+		return
+	}
+	add(app, s, v)
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -109,7 +121,7 @@ func (p *Probe) commit(app probe.Appender, sc *sampleCache) {
 			s = newSeries(MetricErrors, "code", code)
 			sc.errs[code] = s
 		}
-		add(app, s, float64(n))
+		addCounter(app, s, float64(n))
 	}
 	p.mu.Unlock()
 
@@ -127,8 +139,8 @@ func (p *Probe) commit(app probe.Appender, sc *sampleCache) {
 		add(app, sProbeUp, b2f(probeUp))
 	}
 	add(app, sLastMessage, float64(p.lastMessage.Load())/1e9)
-	add(app, sMessages, float64(p.messages.Load()))
-	add(app, sReconnects, float64(reconnects))
+	addCounter(app, sMessages, float64(p.messages.Load()))
+	addCounter(app, sReconnects, float64(reconnects))
 	if up {
 		add(app, sConnectedSince, float64(since.UnixNano())/1e9)
 	}
