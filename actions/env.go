@@ -1,6 +1,7 @@
 package actions
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -22,6 +23,8 @@ type Env struct {
 	// Kube is the Kubernetes API and medic's own pod; nil outside a
 	// cluster (restart modes pod and rollout need it).
 	Kube *KubeEnv
+	// Plugins runs remediation plugins (plugins.Host) for the plugin kind.
+	Plugins PluginHost
 }
 
 // KubeEnv is medic's Kubernetes access: a clientset and its own pod
@@ -51,4 +54,12 @@ type Redialer interface {
 type LivenessSwitch interface {
 	// FailFor makes the endpoint answer 503 for d and returns when it will recover.
 	FailFor(d time.Duration) time.Time
+}
+
+// PluginHost runs external remediation plugins (plugins.Host). Validate
+// returns the plugin's problems with config as cfg.FieldErrors relative
+// to config; Remediate runs one attempt. config is JSON.
+type PluginHost interface {
+	Validate(ctx context.Context, plugin string, config []byte) error
+	Remediate(ctx context.Context, plugin string, inc Incident, config []byte) (Result, error)
 }

@@ -9,6 +9,7 @@ import (
 	_ "github.com/medic-sidecar/medic/actions/reconnect"
 	_ "github.com/medic-sidecar/medic/actions/restart"
 	_ "github.com/medic-sidecar/medic/actions/socketcleanup"
+	_ "github.com/medic-sidecar/medic/plugins" // the "plugin" kind (external plugins)
 
 	// Probes.
 	_ "github.com/medic-sidecar/medic/supervisor/probe/certprobe"

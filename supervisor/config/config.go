@@ -19,6 +19,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	Probes  []*Probe           `yaml:"-" json:"probes"`
 	Actions map[string]*Action `yaml:"-" json:"actions"`
 	Rules   []*Rule            `yaml:"-" json:"rules"`
+	// Plugins are the remediation plugin binaries (plugins.<name>) that
+	// actions of kind plugin run.
+	Plugins map[string]*plugins.Config `yaml:"-" json:"plugins,omitempty"`
 }
 
 // StoreConfig bounds the series store.
@@ -104,6 +108,7 @@ type file struct {
 	Probes  []yaml.Node          `yaml:"probes"`
 	Actions map[string]yaml.Node `yaml:"actions"`
 	Rules   []yaml.Node          `yaml:"rules"`
+	Plugins map[string]yaml.Node `yaml:"plugins"`
 }
 
 // Defaults.
@@ -189,6 +194,14 @@ func parse(b []byte, lookup func(string) (string, bool)) (*Config, error) {
 		a, err := decodeAction(name, &n, "actions."+name)
 		errs = append(errs, err)
 		c.Actions[name] = a
+	}
+	for name, n := range f.Plugins {
+		if c.Plugins == nil {
+			c.Plugins = map[string]*plugins.Config{}
+		}
+		pc := plugins.DefaultConfig()
+		errs = append(errs, decodeSpec(&n, pc, "plugins."+name))
+		c.Plugins[name] = pc
 	}
 	for i := range f.Rules {
 		r := &Rule{}
@@ -350,6 +363,16 @@ func (c *Config) Validate() error {
 				}
 			}
 		}
+		if pa, ok := a.Spec.(*plugins.ActionConfig); ok && pa.Name != "" {
+			if _, ok := c.Plugins[pa.Name]; !ok {
+				add(path+"."+plugins.KindName+".name", "unknown plugin %q (configured: %s)", pa.Name, strings.Join(sortedKeys(c.Plugins), ", "))
+			}
+		}
+	}
+	for _, n := range sortedKeys(c.Plugins) {
+		if !plugins.ValidName(n) {
+			add("plugins."+n, "plugin name %q: use letters, digits, '_', '-', '.'", n)
+		}
 	}
 	alerts := map[string]int{}
 	for i, r := range c.Rules {
@@ -442,4 +465,13 @@ func parent(p string) string {
 		return ""
 	}
 	return p[:i]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
