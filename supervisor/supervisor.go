@@ -27,6 +27,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/livez"
+	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/kube"
 	"github.com/medic-sidecar/medic/supervisor/probe"
@@ -69,6 +70,7 @@ type Supervisor struct {
 	audit   *remedy.Audit
 	server  *server.Server
 	probes  []*probeRunner
+	plugins *plugins.Host
 	ladders map[string][]string // alert -> ladder
 	started atomic.Int64        // unix nanos when Run began
 
@@ -135,12 +137,36 @@ func New(o Options) (*Supervisor, error) {
 	// The agent-liveness endpoint the restart action's probe mode flips.
 	s.livez = livez.New(o.Clock)
 
+	// Plugins: binaries verified now (a sha256 mismatch refuses start-up);
+	// processes start when actions validate their config (lazy ones stop
+	// again), in Run (eager), or on first use.
+	var pluginHost actions.PluginHost
+	if len(c.Plugins) > 0 {
+		h, err := plugins.New(c.Plugins, plugins.Options{Logger: o.Logger.With("component", "plugins"), Clock: o.Clock,
+			OnEvent: func(ev plugins.Event) {
+				o.Logger.Info("plugin "+string(ev.Type), "plugin", ev.Plugin, "msg", ev.Message)
+			}})
+		if err != nil {
+			return nil, err
+		}
+		if err := h.Check(); err != nil {
+			return nil, err
+		}
+		s.plugins, pluginHost = h, h
+	}
+	built := false
+	defer func() {
+		if !built && s.plugins != nil {
+			s.plugins.Stop()
+		}
+	}()
+
 	// Actions.
 	steps := map[string]*remedy.Step{}
 	for name, ac := range c.Actions {
 		k, _ := actions.Lookup(ac.Kind)
 		a, err := k.New(ac.Spec, actions.Env{Name: name, Logger: o.Logger.With("action", name), Clock: o.Clock,
-			StateDir: c.StateDir, Probes: found, AgentLiveness: s.livez, Kube: o.Kube.ActionsEnv()})
+			StateDir: c.StateDir, Probes: found, AgentLiveness: s.livez, Kube: o.Kube.ActionsEnv(), Plugins: pluginHost})
 		if err != nil {
 			return nil, fmt.Errorf("action %s: %w", name, err)
 		}
@@ -190,6 +216,9 @@ func New(o Options) (*Supervisor, error) {
 	cs = append(cs, s.mgr.Collectors()...)
 	cs = append(cs, metrics.Collectors()...)
 	cs = append(cs, o.Kube.Collectors()...)
+	if s.plugins != nil {
+		cs = append(cs, s.plugins.Collectors()...)
+	}
 	for _, col := range cs {
 		if err := s.reg.Register(col); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
@@ -209,6 +238,7 @@ func New(o Options) (*Supervisor, error) {
 		Listener: ln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
 		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez},
 	})
+	built = true
 	return s, nil
 }
 
@@ -236,6 +266,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.remedy.Start(ctx)
+	if s.plugins != nil {
+		if err := s.plugins.Start(ctx); err != nil {
+			return fmt.Errorf("plugins: %w", err)
+		}
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
@@ -273,6 +308,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.log.Info("medic stopping")
 	wg.Wait()
 	s.remedy.Wait()
+	if s.plugins != nil {
+		s.plugins.Stop()
+	}
 	s.audit.Close()
 	s.log.Info("medic stopped")
 	select {
@@ -439,6 +477,7 @@ type Status struct {
 	Rules     []rules.RuleStatus    `json:"rules"`
 	Incidents []remedy.IncidentView `json:"incidents"`
 	Store     store.Stats           `json:"store"`
+	Plugins   []plugins.Status      `json:"plugins,omitempty"`
 }
 
 // Status returns the current status document.
@@ -447,6 +486,9 @@ func (s *Supervisor) Status() Status {
 		Rules: s.mgr.Status(), Incidents: s.remedy.Incidents(), Store: s.store.Stats(), Alerts: []rules.Alert{}}
 	if ns := s.started.Load(); ns != 0 {
 		st.StartedAt = time.Unix(0, ns)
+	}
+	if s.plugins != nil {
+		st.Plugins = s.plugins.Status()
 	}
 	for _, p := range s.pausers {
 		if ok, why := p.Paused(); ok {

@@ -163,6 +163,15 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	// Plugin binaries (sha256) and each plugin's own check of its actions' config.
+	if err := validatePlugins(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
+		problems := cfg.Sorted(err)
+		fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(problems))
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "  %v\n", p)
+		}
+		return &exitError{code: exitUsage, err: errors.New("")}
+	}
 	fmt.Fprintf(stdout, "%s: valid (%d probes, %d rules, %d actions", *path, len(c.Probes), len(c.Rules), len(c.Actions))
 	if c.DryRun {
 		fmt.Fprint(stdout, ", dry run")
