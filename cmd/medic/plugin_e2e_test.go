@@ -28,6 +28,7 @@ plugins:
     plugin: {name: hello, config: {greeting: "hi"}}
     backoff: {policy: constant, initial: 100ms, attempts: 1}
     verify: 1s`, "say-hello, restart-agent")
+	before := plugintest.Children(os.Getpid())
 	e.start()
 	e.fail()
 	s := e.waitIncident("resolved", 30*time.Second)
@@ -52,8 +53,24 @@ plugins:
 		t.Fatalf("audit has no failed plugin attempt")
 	}
 	e.stop()
-	if kids := plugintest.Children(os.Getpid()); len(kids) != 0 {
+	if kids := newChildren(before); len(kids) != 0 {
 		t.Fatalf("plugin processes left after stop: %v", kids)
 	}
 
+}
+
+// newChildren lists this process's children that were not in before
+// (other tests may own long-lived children, e.g. the shared API server).
+func newChildren(before []int) []int {
+	old := map[int]bool{}
+	for _, p := range before {
+		old[p] = true
+	}
+	var out []int
+	for _, p := range plugintest.Children(os.Getpid()) {
+		if !old[p] {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 )
 
 func TestPluginInfo(t *testing.T) {
+	before := plugintest.Children(os.Getpid())
 	path, err := plugintest.Build(t.TempDir(), plugintest.Module+"/plugins/examples/hello", "hello")
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +84,7 @@ func TestPluginInfo(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, "plugins.hello.sha256: "+path+" has sha256 "+sum) {
 		t.Fatalf("wrong sha256: exit %d, %s", code, errs)
 	}
-	if kids := plugintest.Children(os.Getpid()); len(kids) != 0 {
+	if kids := newChildren(before); len(kids) != 0 {
 		t.Fatalf("plugin processes left: %v", kids)
 	}
 }
