@@ -153,3 +153,19 @@ func TestSIGTERMShutsDownOrderly(t *testing.T) {
 		t.Fatal("not stopped within 10s of SIGTERM")
 	}
 }
+
+// TestDemoCompletesOneCycle runs the README's first quick-start command.
+func TestDemoCompletesOneCycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo takes ~15 s of real time")
+	}
+	code, out, stderr := runCLI(context.Background(), "demo")
+	if code != 0 {
+		t.Fatalf("demo exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, step := range []string{"FAULT", "signal", "pending", "firing", "incident", "held", "attempt", "verified", "closed", "One full cycle"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("demo output lacks %q:\n%s", step, out)
+		}
+	}
+}

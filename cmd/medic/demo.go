@@ -40,6 +40,8 @@ type demoTimeline struct {
 	w     io.Writer
 	start time.Time
 	done  chan string // when an incident closes: the action that fixed it, or ""
+	held  chan struct{}
+	once  sync.Once
 }
 
 func (d *demoTimeline) printf(tag, format string, args ...any) {
@@ -80,6 +82,9 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 	case remedy.RemediationStarted:
 		d.printf("attempt", "%s", ev.Message)
 	case remedy.RemediationSuppress:
+		if ev.Reason == remedy.ReasonPrecondition {
+			d.once.Do(func() { close(d.held) })
+		}
 		d.printf("held", "%s attempt %d/%d suppressed (%s): %s", ev.Action, ev.Attempt, ev.MaxAttempts, ev.Reason, ev.Message)
 	case remedy.RemediationFailed:
 		msg := ev.Message
@@ -144,7 +149,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("embedded demo config: %w", err)
 	}
-	tl := &demoTimeline{w: stdout, start: time.Now(), done: make(chan string, 1)}
+	tl := &demoTimeline{w: stdout, start: time.Now(), done: make(chan string, 1), held: make(chan struct{})}
 	s, err := supervisor.New(supervisor.Options{Config: c, Logger: logger, Listener: ln,
 		Sinks: []remedy.Sink{tl}, OnTransition: tl.transition})
 	if err != nil {
@@ -174,7 +179,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := agent.SetMode(spireagent.Failing("Unavailable")); err != nil {
 			return err
 		}
-		if !sleepCtx(ctx, 8*time.Second) {
+		// Keep the server down until medic has decided to hold the restart
+		// (bounded, in case the alert never fires), then a little longer.
+		select {
+		case <-tl.held:
+		case <-time.After(30 * time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !sleepCtx(ctx, 2*time.Second) {
 			return ctx.Err()
 		}
 		tl.printf("FAULT", "the SPIRE server is back, but the agent keeps waiting out its sync backoff (×1.5 per failure)")
