@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"sort"
@@ -157,7 +158,7 @@ func parse(b []byte, lookup func(string) (string, bool)) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, errIOEOF) || strings.Contains(err.Error(), "EOF") {
+		if errors.Is(err, io.EOF) {
 			return nil, &cfg.FieldError{Msg: "config is empty"}
 		}
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
@@ -215,8 +216,6 @@ func parse(b []byte, lookup func(string) (string, bool)) (*Config, error) {
 	}
 	return nil, fillLines(err, lines)
 }
-
-var errIOEOF = errors.New("EOF")
 
 func decodeProbe(n *yaml.Node, path string) (*Probe, error) {
 	p := &Probe{}

@@ -6,7 +6,6 @@ package remedy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -675,6 +674,3 @@ func (e *Engine) Incidents() []IncidentView {
 	})
 	return out
 }
-
-// ErrUnknownAction is returned when a ladder names an action that does not exist.
-var ErrUnknownAction = errors.New("unknown action")
