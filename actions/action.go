@@ -9,9 +9,7 @@ package actions
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
-	"sync"
+	"github.com/medic-sidecar/medic/internal/registry"
 	"time"
 )
 
@@ -80,37 +78,13 @@ type Kind struct {
 	New func(config any, env Env) (Action, error)
 }
 
-var (
-	mu    sync.RWMutex
-	kinds = map[string]Kind{}
-)
+var kinds = registry.New[Kind]("action")
 
-// Register adds an action kind; it panics on a duplicate name (a programming error).
-func Register(k Kind) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := kinds[k.Name]; dup {
-		panic(fmt.Sprintf("actions: kind %q registered twice", k.Name))
-	}
-	kinds[k.Name] = k
-}
+// Register adds a kind; a duplicate name panics (a programming error).
+func Register(k Kind) { kinds.Register(k.Name, k) }
 
 // Lookup returns the kind registered under name.
-func Lookup(name string) (Kind, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	k, ok := kinds[name]
-	return k, ok
-}
+func Lookup(name string) (Kind, bool) { return kinds.Lookup(name) }
 
 // Kinds lists registered kind names, sorted.
-func Kinds() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(kinds))
-	for k := range kinds {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func Kinds() []string { return kinds.Names() }

@@ -8,10 +8,8 @@ package probe
 
 import (
 	"context"
-	"fmt"
+	"github.com/medic-sidecar/medic/internal/registry"
 	"log/slog"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -73,40 +71,16 @@ type Kind struct {
 	New func(config any, env Env) (Probe, error)
 }
 
-var (
-	mu    sync.RWMutex
-	kinds = map[string]Kind{}
-)
+var kinds = registry.New[Kind]("probe")
 
-// Register adds a probe kind; a duplicate name panics (a programming error).
-func Register(k Kind) {
-	mu.Lock()
-	defer mu.Unlock()
-	if _, dup := kinds[k.Name]; dup {
-		panic(fmt.Sprintf("probe: kind %q registered twice", k.Name))
-	}
-	kinds[k.Name] = k
-}
+// Register adds a kind; a duplicate name panics (a programming error).
+func Register(k Kind) { kinds.Register(k.Name, k) }
 
 // Lookup returns the kind registered under name.
-func Lookup(name string) (Kind, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	k, ok := kinds[name]
-	return k, ok
-}
+func Lookup(name string) (Kind, bool) { return kinds.Lookup(name) }
 
 // Kinds lists registered kind names, sorted.
-func Kinds() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(kinds))
-	for k := range kinds {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func Kinds() []string { return kinds.Names() }
 
 // Ticker runs f every interval on clk until ctx ends, starting at once.
 func Ticker(ctx context.Context, clk clock.Clock, interval time.Duration, f func(now time.Time)) {
