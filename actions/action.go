@@ -9,8 +9,9 @@ package actions
 import (
 	"context"
 	"errors"
-	"github.com/medic-sidecar/medic/internal/registry"
 	"time"
+
+	"github.com/medic-sidecar/medic/internal/registry"
 )
 
 // Action performs one remediation attempt. It must honour ctx's deadline

@@ -8,13 +8,13 @@ package probe
 
 import (
 	"context"
-	"github.com/medic-sidecar/medic/internal/registry"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/registry"
 )
 
 // Probe observes one thing until ctx is done. Run returns nil on a clean
