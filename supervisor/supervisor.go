@@ -78,6 +78,7 @@ type Supervisor struct {
 	evalCount atomic.Int64
 	pausers   []remedy.Pauser
 	livez     *livez.Switch
+	budgets   *remedy.Budgets
 }
 
 type probeRunner struct {
@@ -194,6 +195,7 @@ func New(o Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.budgets = budgets
 	s.audit, err = remedy.OpenAudit(filepath.Join(c.StateDir, "audit.jsonl"))
 	if err != nil {
 		return nil, err
@@ -478,6 +480,16 @@ type Status struct {
 	Incidents []remedy.IncidentView `json:"incidents"`
 	Store     store.Stats           `json:"store"`
 	Plugins   []plugins.Status      `json:"plugins,omitempty"`
+	Budgets   []BudgetStatus        `json:"budgets,omitempty"`
+}
+
+// BudgetStatus is one action's budget on /status.
+type BudgetStatus struct {
+	Action string    `json:"action"`
+	Max    int       `json:"max"`
+	Window string    `json:"window"`
+	Used   int       `json:"used"`
+	Next   time.Time `json:"nextFreeAt,omitzero"` // when a spent budget frees a run
 }
 
 // Status returns the current status document.
@@ -490,6 +502,7 @@ func (s *Supervisor) Status() Status {
 	if s.plugins != nil {
 		st.Plugins = s.plugins.Status()
 	}
+	st.Budgets = s.budgetStatus(st.Now)
 	for _, p := range s.pausers {
 		if ok, why := p.Paused(); ok {
 			st.Paused, st.PausedBy = true, why
@@ -533,4 +546,28 @@ func (s *Supervisor) Status() Status {
 	}
 	sort.SliceStable(st.Probes, func(i, j int) bool { return st.Probes[i].Name < st.Probes[j].Name })
 	return st
+}
+
+func (s *Supervisor) budgetStatus(now time.Time) []BudgetStatus {
+	var out []BudgetStatus
+	for name, a := range s.cfg.Actions {
+		if a.Budget == nil {
+			continue
+		}
+		w := a.Budget.Window.D()
+		b := BudgetStatus{Action: name, Max: a.Budget.Max, Window: a.Budget.Window.String()}
+		var inWindow []time.Time
+		for _, t := range s.budgets.Used(name) {
+			if now.Sub(t) < w {
+				inWindow = append(inWindow, t)
+			}
+		}
+		b.Used = len(inWindow)
+		if b.Used >= b.Max && len(inWindow) > 0 {
+			b.Next = inWindow[len(inWindow)-b.Max].Add(w)
+		}
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Action < out[j].Action })
+	return out
 }

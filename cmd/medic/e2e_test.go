@@ -429,6 +429,26 @@ func TestE2EBudgetStopsTheFourthRunAcrossRestarts(t *testing.T) {
 		}
 		e.stop()
 	}
+	// /status shows the spent budget and when it frees a run.
+	e.start()
+	var st struct {
+		Budgets []struct {
+			Action string    `json:"action"`
+			Max    int       `json:"max"`
+			Used   int       `json:"used"`
+			Next   time.Time `json:"nextFreeAt"`
+		} `json:"budgets"`
+	}
+	resp, err := http.Get("http://" + e.addr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if len(st.Budgets) != 1 || st.Budgets[0].Used != 3 || st.Budgets[0].Max != 3 || time.Until(st.Budgets[0].Next) < 50*time.Minute {
+		t.Fatalf("/status budgets %+v", st.Budgets)
+	}
+	e.stop()
 	var budgets struct {
 		Runs map[string][]time.Time `json:"runs"`
 	}

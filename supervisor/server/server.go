@@ -141,6 +141,10 @@ th{background:#f3f3f3}.firing,.failed,.exhausted{color:#b00020;font-weight:600}.
 <table><tr><th>probe</th><th>kind</th><th>up</th><th>last</th><th>samples</th><th>duration (s)</th></tr>
 {{range .probes}}<tr><td>{{.name}}</td><td>{{.kind}}</td><td class="{{if eq .up 1.0}}up{{else}}failed{{end}}">{{.up}}</td><td>{{.lastSeen}}</td><td>{{.samples}}</td><td>{{.durationSeconds}}</td></tr>{{end}}
 </table>
+{{if .budgets}}<h2>Budgets</h2>
+<table><tr><th>action</th><th>used</th><th>window</th><th>next free run</th></tr>
+{{range .budgets}}<tr><td>{{.action}}</td><td class="{{if ge .used .max}}failed{{else}}ok{{end}}">{{.used}}/{{.max}}</td><td>{{.window}}</td><td>{{.nextFreeAt}}</td></tr>{{end}}
+</table>{{end}}
 <h2>Alerts</h2>
 <table><tr><th>alert</th><th>state</th><th>labels</th><th>value</th><th>active since</th></tr>
 {{range .alerts}}<tr><td>{{.alert}}</td><td class="{{.state}}">{{.state}}</td><td>{{range $k, $v := .labels}}{{$k}}={{$v}} {{end}}</td><td>{{.value}}</td><td>{{.activeAt}}</td></tr>{{else}}<tr><td colspan="5">none</td></tr>{{end}}
