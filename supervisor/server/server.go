@@ -127,33 +127,42 @@ func (a slogAdapter) Println(v ...any) {
 
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"json": func(v any) string { b, _ := json.MarshalIndent(v, "", "  "); return string(b) },
+	// ts shortens an RFC 3339 timestamp from the JSON document for people.
+	"ts": func(v any) string {
+		s, _ := v.(string)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || t.IsZero() {
+			return s
+		}
+		return t.UTC().Format("2006-01-02 15:04:05.000Z")
+	},
 }).Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>medic status</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.firing,.failed,.exhausted{color:#b00020;font-weight:600}.pending,.suppressed{color:#a06000}
-.ok,.resolved,.succeeded,.up{color:#0a7a2f}pre{margin:0;white-space:pre-wrap;max-width:60em}
+.ok,.resolved,.succeeded,.up{color:#0a7a2f}pre{margin:0;white-space:pre-wrap;word-break:break-all;max-width:60em}td:last-child{max-width:60em;overflow-wrap:anywhere}
 </style></head><body>
 <h1>medic</h1>
-<p>version {{.version}} · started {{.startedAt}} · dry run: {{.dryRun}} · paused: {{.paused}} · <a href="/status?format=json">JSON</a> · <a href="/metrics">metrics</a></p>
+<p>version {{.version}} · started {{ts .startedAt}} · dry run: {{.dryRun}} · paused: {{.paused}} · <a href="/status?format=json">JSON</a> · <a href="/metrics">metrics</a></p>
 <h2>Probes</h2>
 <table><tr><th>probe</th><th>kind</th><th>up</th><th>last</th><th>samples</th><th>duration (s)</th></tr>
-{{range .probes}}<tr><td>{{.name}}</td><td>{{.kind}}</td><td class="{{if eq .up 1.0}}up{{else}}failed{{end}}">{{.up}}</td><td>{{.lastSeen}}</td><td>{{.samples}}</td><td>{{.durationSeconds}}</td></tr>{{end}}
+{{range .probes}}<tr><td>{{.name}}</td><td>{{.kind}}</td><td class="{{if eq .up 1.0}}up{{else}}failed{{end}}">{{.up}}</td><td>{{ts .lastSeen}}</td><td>{{.samples}}</td><td>{{.durationSeconds}}</td></tr>{{end}}
 </table>
 {{if .budgets}}<h2>Budgets</h2>
 <table><tr><th>action</th><th>used</th><th>window</th><th>next free run</th></tr>
-{{range .budgets}}<tr><td>{{.action}}</td><td class="{{if ge .used .max}}failed{{else}}ok{{end}}">{{.used}}/{{.max}}</td><td>{{.window}}</td><td>{{.nextFreeAt}}</td></tr>{{end}}
+{{range .budgets}}<tr><td>{{.action}}</td><td class="{{if ge .used .max}}failed{{else}}ok{{end}}">{{.used}}/{{.max}}</td><td>{{.window}}</td><td>{{ts .nextFreeAt}}</td></tr>{{end}}
 </table>{{end}}
 <h2>Alerts</h2>
 <table><tr><th>alert</th><th>state</th><th>labels</th><th>value</th><th>active since</th></tr>
-{{range .alerts}}<tr><td>{{.alert}}</td><td class="{{.state}}">{{.state}}</td><td>{{range $k, $v := .labels}}{{$k}}={{$v}} {{end}}</td><td>{{.value}}</td><td>{{.activeAt}}</td></tr>{{else}}<tr><td colspan="5">none</td></tr>{{end}}
+{{range .alerts}}<tr><td>{{.alert}}</td><td class="{{.state}}">{{.state}}</td><td>{{range $k, $v := .labels}}{{$k}}={{$v}} {{end}}</td><td>{{.value}}</td><td>{{ts .activeAt}}</td></tr>{{else}}<tr><td colspan="5">none</td></tr>{{end}}
 </table>
 <h2>Incidents</h2>
 {{range .incidents}}<h3>{{.alert}} <span class="{{.state}}">{{.state}}</span> <small>{{.id}}</small></h3>
-<p>started {{.startedAt}}{{if .endedAt}} · ended {{.endedAt}}{{end}}{{if .fixedBy}} · fixed by {{.fixedBy}}{{end}} · ladder {{range .ladder}}{{.}} {{end}}</p>
+<p>started {{ts .startedAt}}{{if .endedAt}} · ended {{ts .endedAt}}{{end}}{{if .fixedBy}} · fixed by {{.fixedBy}}{{end}} · ladder {{range .ladder}}{{.}} {{end}}</p>
 <table><tr><th>step</th><th>action</th><th>attempt</th><th>started</th><th>result</th><th>reason</th><th>message / output</th></tr>
-{{range .attempts}}<tr><td>{{.step}}</td><td>{{.action}}</td><td>{{.attempt}}/{{.maxAttempts}}</td><td>{{.startedAt}}</td><td class="{{.result}}">{{.result}}</td><td>{{.reason}}</td><td>{{.message}}{{if .output}}<pre>{{.output}}</pre>{{end}}</td></tr>{{end}}
+{{range .attempts}}<tr><td>{{.step}}</td><td>{{.action}}</td><td>{{.attempt}}/{{.maxAttempts}}</td><td>{{ts .startedAt}}</td><td class="{{.result}}">{{.result}}</td><td>{{.reason}}</td><td>{{.message}}{{if .output}}<pre>{{.output}}</pre>{{end}}</td></tr>{{end}}
 </table>{{else}}<p>none</p>{{end}}
 </body></html>
 `))
