@@ -117,6 +117,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	routeGRPCLogs(logger)
 	if *dryRun {
 		c.DryRun = true
 	}
