@@ -4,11 +4,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/config"
 )
 
@@ -58,5 +61,28 @@ func TestHealthzFailsWhenEvaluationStallsForThreeIntervals(t *testing.T) {
 	// /livez/agent is mounted and healthy by default.
 	if code, _ := get("/livez/agent"); code != 200 {
 		t.Fatalf("livez/agent %d", code)
+	}
+}
+
+func TestPluginLifecycleEventsReachTheAuditLog(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.Parse([]byte("listen: 127.0.0.1:0\nstateDir: " + dir + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.audit.Close()
+	s.pluginEvent(plugins.Event{Type: plugins.PluginStarted, Plugin: "webhook"}) // logged only
+	s.pluginEvent(plugins.Event{Type: plugins.PluginQuarantined, Plugin: "webhook", Crashes: 4, Message: "crashed 4 times in 10m"})
+	b, err := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"type":"PluginQuarantined"`) || !strings.Contains(lines[0], `"plugin":"webhook"`) {
+		t.Fatalf("audit:\n%s", b)
 	}
 }

@@ -107,6 +107,21 @@ func New(o Options) (*Supervisor, error) {
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("stateDir: %w", err)
 	}
+	audit, err := remedy.OpenAudit(filepath.Join(c.StateDir, "audit.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	audit.OnError = func(err error) { o.Logger.Error("audit log write failed", "err", err) }
+	s.audit = audit
+	built := false
+	defer func() {
+		if !built {
+			if s.plugins != nil {
+				s.plugins.Stop()
+			}
+			s.audit.Close()
+		}
+	}()
 
 	// Store: keep just enough history for the longest range any rule reads.
 	var exprs []string
@@ -144,9 +159,7 @@ func New(o Options) (*Supervisor, error) {
 	var pluginHost actions.PluginHost
 	if len(c.Plugins) > 0 {
 		h, err := plugins.New(c.Plugins, plugins.Options{Logger: o.Logger.With("component", "plugins"), Clock: o.Clock,
-			OnEvent: func(ev plugins.Event) {
-				o.Logger.Info("plugin "+string(ev.Type), "plugin", ev.Plugin, "msg", ev.Message)
-			}})
+			OnEvent: s.pluginEvent})
 		if err != nil {
 			return nil, err
 		}
@@ -155,12 +168,6 @@ func New(o Options) (*Supervisor, error) {
 		}
 		s.plugins, pluginHost = h, h
 	}
-	built := false
-	defer func() {
-		if !built && s.plugins != nil {
-			s.plugins.Stop()
-		}
-	}()
 
 	// Actions.
 	steps := map[string]*remedy.Step{}
@@ -196,11 +203,6 @@ func New(o Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s.budgets = budgets
-	s.audit, err = remedy.OpenAudit(filepath.Join(c.StateDir, "audit.jsonl"))
-	if err != nil {
-		return nil, err
-	}
-	s.audit.OnError = func(err error) { o.Logger.Error("audit log write failed", "err", err) }
 	s.pausers = append([]remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}, o.Kube.Pausers()...)
 	metrics := remedy.NewMetrics()
 	s.remedy = remedy.New(remedy.Options{
@@ -232,7 +234,6 @@ func New(o Options) (*Supervisor, error) {
 	if ln == nil {
 		ln, err = net.Listen("tcp", c.Listen)
 		if err != nil {
-			s.audit.Close()
 			return nil, fmt.Errorf("listen %s: %w", c.Listen, err)
 		}
 	}
@@ -570,4 +571,32 @@ func (s *Supervisor) budgetStatus(now time.Time) []BudgetStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Action < out[j].Action })
 	return out
+}
+
+// pluginEvent logs a plugin's lifecycle event and records crashes,
+// quarantines and releases like incident events: in the audit log and, in
+// Kubernetes, as Events on the pod.
+func (s *Supervisor) pluginEvent(ev plugins.Event) {
+	s.log.Info("plugin "+string(ev.Type), "plugin", ev.Plugin, "msg", ev.Message)
+	var t remedy.EventType
+	switch ev.Type {
+	case plugins.PluginCrashed:
+		t = remedy.PluginCrashed
+	case plugins.PluginQuarantined:
+		t = remedy.PluginQuarantined
+	case plugins.PluginReleased:
+		t = remedy.PluginReleased
+	default:
+		return
+	}
+	rec := remedy.Event{Time: ev.Time, Type: t, Plugin: ev.Plugin, Message: ev.Message}
+	if ev.Crashes > 0 {
+		rec.Details = map[string]any{"crashesInWindow": ev.Crashes}
+	}
+	if a := s.audit; a != nil {
+		a.Record(rec)
+	}
+	for _, sink := range s.o.Kube.Sinks() {
+		sink.Record(rec)
+	}
 }

@@ -501,7 +501,8 @@ func (s *EventSink) lookupUID(ctx context.Context) {
 // EventType is the Kubernetes Event type (Normal or Warning) for ev.
 func EventType(ev remedy.Event) string {
 	switch ev.Type {
-	case remedy.IncidentOpened, remedy.RemediationFailed, remedy.IncidentExhausted:
+	case remedy.IncidentOpened, remedy.RemediationFailed, remedy.IncidentExhausted,
+		remedy.PluginCrashed, remedy.PluginQuarantined:
 		return typeWarning
 	case remedy.RemediationSuppress:
 		if ev.Reason == "dryRun" || ev.Reason == "paused" {
@@ -517,6 +518,14 @@ func EventType(ev remedy.Event) string {
 // most MaxNoteBytes.
 func Note(ev remedy.Event) string {
 	var b strings.Builder
+	if ev.Alert == "" && ev.Plugin != "" { // a plugin's own lifecycle, not an incident
+		fmt.Fprintf(&b, "plugin=%s", ev.Plugin)
+		if ev.Message != "" {
+			b.WriteString(": ")
+			b.WriteString(ev.Message)
+		}
+		return truncate(b.String(), MaxNoteBytes)
+	}
 	fmt.Fprintf(&b, "alert=%s", ev.Alert)
 	if ev.Action != "" {
 		fmt.Fprintf(&b, " action=%s", ev.Action)

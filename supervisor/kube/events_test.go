@@ -325,4 +325,8 @@ func TestNoteAndType(t *testing.T) {
 			t.Errorf("suppressed (%s): %s, want %s", reason, got, want)
 		}
 	}
+	q := remedy.Event{Type: remedy.PluginQuarantined, Plugin: "webhook", Message: "crashed 4 times in 10m"}
+	if n := kube.Note(q); n != "plugin=webhook: crashed 4 times in 10m" || kube.EventType(q) != "Warning" {
+		t.Errorf("plugin event: %q %s", n, kube.EventType(q))
+	}
 }

@@ -15,6 +15,11 @@ const (
 	RemediationSuppress EventType = "RemediationSuppressed"
 	IncidentResolved    EventType = "IncidentResolved"
 	IncidentExhausted   EventType = "IncidentExhausted"
+
+	// A plugin's own lifecycle (not tied to an incident): Plugin is set.
+	PluginCrashed     EventType = "PluginCrashed"
+	PluginQuarantined EventType = "PluginQuarantined"
+	PluginReleased    EventType = "PluginReleased"
 )
 
 // Event is one observable step of an incident, delivered to every Sink
@@ -34,12 +39,14 @@ type Event struct {
 	Result string `json:"result,omitempty"`
 	// Reason: for suppressions dryRun | paused | budget | precondition |
 	// concurrency; for failures error | permanent | verify | timeout.
-	Reason   string         `json:"reason,omitempty"`
-	Message  string         `json:"message,omitempty"`
-	Output   string         `json:"output,omitempty"`
-	Details  map[string]any `json:"details,omitempty"`
-	DryRun   bool           `json:"dryRun,omitempty"`
-	Duration float64        `json:"durationSeconds,omitempty"`
+	Reason  string         `json:"reason,omitempty"`
+	Message string         `json:"message,omitempty"`
+	Output  string         `json:"output,omitempty"`
+	Details map[string]any `json:"details,omitempty"`
+	// Plugin names the plugin of a Plugin* event.
+	Plugin   string  `json:"plugin,omitempty"`
+	DryRun   bool    `json:"dryRun,omitempty"`
+	Duration float64 `json:"durationSeconds,omitempty"`
 }
 
 // Sink receives incident events. Record must not block for long: a sink
