@@ -156,13 +156,9 @@ func New(c Config, env actions.Env) (*Action, error) {
 	}
 	a.log = a.log.With("action", env.Name, "kind", Kind)
 	if c.Peer != "" {
-		t, err := sockdiag.ParseTarget(c.Peer, false)
-		if err != nil {
-			return nil, fmt.Errorf("reconnect: peer: %w", err)
-		}
-		a.target = t
-		if a.states, err = sockdiag.ParseStates(c.States); err != nil {
-			return nil, fmt.Errorf("reconnect: states: %w", err)
+		var err error
+		if a.target, a.states, err = sockdiag.ParsePeer(c.Peer, c.States, "states"); err != nil {
+			return nil, fmt.Errorf("reconnect: %w", err)
 		}
 	}
 	return a, nil

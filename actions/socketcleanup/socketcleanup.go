@@ -186,13 +186,9 @@ func New(c Config, env actions.Env) (*Action, error) {
 	}
 	a.log = a.log.With("action", env.Name, "kind", Kind)
 	if c.Peer != "" {
-		t, err := sockdiag.ParseTarget(c.Peer, false)
-		if err != nil {
-			return nil, fmt.Errorf("socketCleanup: peer: %w", err)
-		}
-		a.target = t
-		if a.states, err = sockdiag.ParseStates(c.TCPStates); err != nil {
-			return nil, fmt.Errorf("socketCleanup: tcpStates: %w", err)
+		var err error
+		if a.target, a.states, err = sockdiag.ParsePeer(c.Peer, c.TCPStates, "tcpStates"); err != nil {
+			return nil, fmt.Errorf("socketCleanup: %w", err)
 		}
 	}
 	return a, nil

@@ -108,3 +108,17 @@ func (m Matcher) Match(s Socket) bool {
 	}
 	return m.any || m.addrs[s.Remote.Addr().WithZone("")]
 }
+
+// ParsePeer parses an action's peer address and the socket states to act
+// on, naming the config key at fault (statesKey) in errors.
+func ParsePeer(peer string, states []string, statesKey string) (Target, States, error) {
+	t, err := ParseTarget(peer, false)
+	if err != nil {
+		return Target{}, 0, fmt.Errorf("peer: %w", err)
+	}
+	st, err := ParseStates(states)
+	if err != nil {
+		return Target{}, 0, fmt.Errorf("%s: %w", statesKey, err)
+	}
+	return t, st, nil
+}
