@@ -93,6 +93,7 @@ type Server struct {
 	calls   map[string]int
 
 	silent        atomic.Bool
+	inflight      atomic.Int64 // events between the silent check and the send's end
 	rejectFilters atomic.Bool
 	wrongNonce    atomic.Bool
 	failCode      atomic.Uint32
@@ -216,8 +217,18 @@ func (s *Server) Resume() {
 }
 
 // SetSilent keeps streams open but stops sending events (true), as the
-// relay does when its upstream daemon is gone.
-func (s *Server) SetSilent(v bool) { s.silent.Store(v) }
+// relay does when its upstream daemon is gone. SetSilent(true) returns
+// once the sends already past the silent check have finished (or after 5 s
+// if a send is stuck on a hung connection), so Stats().Sent is final.
+func (s *Server) SetSilent(v bool) {
+	s.silent.Store(v)
+	if !v {
+		return
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // SetRejectFilters makes every Watch end at once with status OK, as the
 // relay does for a filter it does not accept.
@@ -391,14 +402,20 @@ func (s *Server) watch(stream relayapi.Stream, filter string, ss grpc.ServerStre
 			}
 			return status.Error(code, "relay peer: stream ended by server")
 		case now := <-tick:
+			s.inflight.Add(1)
 			if s.silent.Load() {
+				s.inflight.Add(-1)
 				continue
 			}
 			seq++
-			if err := send(seq, now); err != nil {
+			err := send(seq, now)
+			if err == nil {
+				s.sent.Add(1)
+			}
+			s.inflight.Add(-1)
+			if err != nil {
 				return err
 			}
-			s.sent.Add(1)
 		}
 	}
 }

@@ -229,8 +229,7 @@ func TestHangSilentEndStreams(t *testing.T) {
 		t.Fatalf("resumed: %v", err)
 	}
 
-	s.SetSilent(true)
-	time.Sleep(50 * time.Millisecond) // let in-flight events drain
+	s.SetSilent(true) // returns once in-flight sends are done
 	before := s.Stats().Sent
 	time.Sleep(100 * time.Millisecond)
 	if after := s.Stats().Sent; after != before {

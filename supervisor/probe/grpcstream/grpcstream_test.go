@@ -278,8 +278,9 @@ func TestSilentRelayTriggersGapRule(t *testing.T) {
 	}
 
 	// The relay's upstream dies: the stream stays open, no events.
-	s.SetSilent(true)
-	time.Sleep(30 * time.Millisecond) // let events already in flight land
+	s.SetSilent(true) // returns once the relay's in-flight sends are done
+	sent := uint64(s.Stats().Sent)
+	h.waitFor("events already sent received", 5*time.Second, func() bool { return h.p.Status().Messages == sent })
 	clk.Advance(61 * time.Second)
 	h.waitFor("commit", 5*time.Second, func() bool {
 		_, ok := h.value(MetricLastMessage)

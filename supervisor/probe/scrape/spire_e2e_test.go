@@ -19,6 +19,12 @@ func TestSPIREAgentOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer agent.Close()
+	// The agent's loop must be waiting on the fake clock before the first
+	// tick; otherwise its first timer is set from the advanced clock and a
+	// sync is lost.
+	if !fc.BlockUntil(1, 10*time.Second) {
+		t.Fatal("agent loop did not start")
+	}
 	r := newRig(t, Config{URL: url + "/metrics"})
 	r.now = t0
 
