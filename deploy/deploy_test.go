@@ -4,6 +4,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"slices"
@@ -296,4 +297,21 @@ func TestSpireOverlayCannotAlsoUseHostPID(t *testing.T) {
 		t.Fatalf("hostPID + shareProcessNamespace: %v, want invalid", err)
 	}
 	t.Logf("refused as expected: %v", err)
+}
+
+// TestSPIREOverlayShipsTheExample: the SPIRE overlay's medic.yaml is
+// examples/spire-agent.yaml (kustomize cannot load files from outside the
+// overlay, so it is a copy; this keeps the copy true).
+func TestSPIREOverlayShipsTheExample(t *testing.T) {
+	want, err := os.ReadFile("../examples/spire-agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("spire-agent/medic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("deploy/spire-agent/medic.yaml differs from examples/spire-agent.yaml: cp examples/spire-agent.yaml deploy/spire-agent/medic.yaml")
+	}
 }

@@ -16,6 +16,7 @@ import (
 	_ "github.com/medic-sidecar/medic/supervisor/probe/grpcstream"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/httpprobe"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/scrape"
+	_ "github.com/medic-sidecar/medic/supervisor/probe/socketprobe"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpconn"
 	_ "github.com/medic-sidecar/medic/supervisor/probe/tcpprobe"
 )
