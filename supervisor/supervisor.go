@@ -71,8 +71,9 @@ type Supervisor struct {
 	server  *server.Server
 	probes  []*probeRunner
 	plugins *plugins.Host
-	ladders map[string][]string // alert -> ladder
-	started atomic.Int64        // unix nanos when Run began
+	ladders map[string][]string      // alert -> ladder
+	retries map[string]time.Duration // alert -> rules[].retryExhaustedAfter
+	started atomic.Int64             // unix nanos when Run began
 
 	lastEval  atomic.Int64 // unix nanos of the last completed evaluation
 	evalCount atomic.Int64
@@ -102,7 +103,7 @@ func New(o Options) (*Supervisor, error) {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	s := &Supervisor{o: o, cfg: c, log: o.Logger, clk: o.Clock, ladders: map[string][]string{}}
+	s := &Supervisor{o: o, cfg: c, log: o.Logger, clk: o.Clock, ladders: map[string][]string{}, retries: map[string]time.Duration{}}
 
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("stateDir: %w", err)
@@ -194,6 +195,7 @@ func New(o Options) (*Supervisor, error) {
 		}
 		rs = append(rs, r)
 		s.ladders[rc.Alert] = rc.Remediate
+		s.retries[rc.Alert] = rc.RetryExhaustedAfter.D()
 	}
 	s.mgr = rules.NewManager(s.engine, rs, o.Logger.With("component", "rules"))
 
@@ -415,7 +417,7 @@ func (s *Supervisor) EvalOnce(ctx context.Context, now time.Time) {
 	for _, a := range s.mgr.Firing() {
 		firing = append(firing, remedy.Alert{
 			Key: a.Rule + a.Labels.String(), Rule: a.Rule, Labels: a.Labels.Map(), Annotations: a.Annotations,
-			Value: a.Value, Ladder: s.ladders[a.Rule],
+			Value: a.Value, Ladder: s.ladders[a.Rule], RetryExhaustedAfter: s.retries[a.Rule],
 		})
 	}
 	s.remedy.Observe(now, firing)

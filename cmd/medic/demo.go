@@ -96,6 +96,8 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 		d.printf("verified", "%s attempt %d/%d: %s", ev.Action, ev.Attempt, ev.MaxAttempts, strings.TrimSpace(ev.Message))
 	case remedy.IncidentExhausted:
 		d.printf("exhausted", "%s: %s", ev.IncidentID, ev.Message)
+	case remedy.IncidentRetried:
+		d.printf("retry", "%s: %s", ev.IncidentID, ev.Message)
 	case remedy.IncidentResolved:
 		d.printf("closed", "%s: %s", ev.IncidentID, ev.Message)
 		select {

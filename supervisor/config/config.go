@@ -100,6 +100,10 @@ type Rule struct {
 	Labels        map[string]string `yaml:"labels" json:"labels,omitempty"`
 	Annotations   map[string]string `yaml:"annotations" json:"annotations,omitempty"`
 	Remediate     []string          `yaml:"remediate" json:"remediate"`
+	// RetryExhaustedAfter: once the ladder is exhausted and the alert still
+	// fires this long after, walk the ladder again from step 1. 0 (the
+	// default): an exhausted incident is left alone until it resolves.
+	RetryExhaustedAfter cfg.Duration `yaml:"retryExhaustedAfter" json:"retryExhaustedAfter,omitempty"`
 }
 
 // file is the top level as written; lists of kinds are decoded per entry
@@ -395,6 +399,14 @@ func (c *Config) Validate() error {
 			if !alertRe.MatchString(k) || strings.Contains(k, ":") {
 				add(path+".labels."+k, "invalid label name")
 			}
+		}
+		switch ra := r.RetryExhaustedAfter.D(); {
+		case ra < 0:
+			add(path+".retryExhaustedAfter", "must not be negative")
+		case ra > 0 && len(r.Remediate) == 0:
+			add(path+".retryExhaustedAfter", "has no effect without remediate")
+		case ra > 0 && ra < time.Minute:
+			add(path+".retryExhaustedAfter", "must be at least 1m (0 disables), not %s", ra)
 		}
 		for j, a := range r.Remediate {
 			if _, ok := c.Actions[a]; !ok {

@@ -175,6 +175,19 @@ rules:
 			"rules[2].expr: expression must return an instant vector", "rules[3].remediate[0]: unknown action \"nope\"",
 			"rules[3].labels.bad-label: invalid label name", "rules[3].for: duration \"-5s\" must not be negative",
 			"rules[4].alert: \"A\" is already defined by rules[3]", "rules[4].extra: unknown field"}},
+		{"retryExhaustedAfter", `
+actions:
+  a: {exec: {command: [x]}}
+rules:
+  - alert: Short
+    expr: up
+    remediate: [a]
+    retryExhaustedAfter: 30s
+  - alert: NoLadder
+    expr: up
+    retryExhaustedAfter: 1h
+`, []string{"rules[0].retryExhaustedAfter: must be at least 1m (0 disables), not 30s",
+			"rules[1].retryExhaustedAfter: has no effect without remediate"}},
 		{"unset env var", "stateDir: ${MEDIC_TEST_SURELY_UNSET}\n", []string{"stateDir: environment variable MEDIC_TEST_SURELY_UNSET is not set"}},
 	}
 	for _, tc := range cases {

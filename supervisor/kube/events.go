@@ -103,7 +103,9 @@ func PodReference(id Identity) corev1.ObjectReference {
 // RemediationFailed (Warning), RemediationSuppressed (Normal for dryRun and
 // paused, which an operator chose; Warning for budget, precondition,
 // concurrency and others, where medic wanted to act and could not),
-// IncidentResolved (Normal), IncidentExhausted (Warning).
+// IncidentResolved (Normal), IncidentExhausted (Warning), IncidentRetried
+// (Warning: an exhausted ladder is walked again after
+// rules[].retryExhaustedAfter).
 type EventSink struct {
 	o     EventOptions
 	log   *slog.Logger
@@ -501,7 +503,7 @@ func (s *EventSink) lookupUID(ctx context.Context) {
 // EventType is the Kubernetes Event type (Normal or Warning) for ev.
 func EventType(ev remedy.Event) string {
 	switch ev.Type {
-	case remedy.IncidentOpened, remedy.RemediationFailed, remedy.IncidentExhausted,
+	case remedy.IncidentOpened, remedy.RemediationFailed, remedy.IncidentExhausted, remedy.IncidentRetried,
 		remedy.PluginCrashed, remedy.PluginQuarantined:
 		return typeWarning
 	case remedy.RemediationSuppress:

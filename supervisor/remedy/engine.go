@@ -73,6 +73,10 @@ type Alert struct {
 	Annotations map[string]string
 	Value       float64
 	Ladder      []string
+	// RetryExhaustedAfter, when > 0, walks the ladder again from step 1
+	// once this long has passed since it was exhausted with the alert
+	// still firing (budgets and guards apply as always). 0: never.
+	RetryExhaustedAfter time.Duration
 }
 
 // PreconditionFunc evaluates a step's requires: expression at now.
@@ -159,6 +163,7 @@ type incident struct {
 	key    string
 	alert  string
 	ladder []string
+	retry  time.Duration // Alert.RetryExhaustedAfter
 	start  time.Time
 	// done is closed when the alert resolves.
 	done chan struct{}
@@ -174,6 +179,7 @@ type incident struct {
 	ended       time.Time
 	fixedBy     string
 	lastRan     string // action of the latest attempt that ran
+	round       int    // 1 + how many times an exhausted ladder was walked again
 	running     bool
 	resolved    bool
 	finalized   bool
@@ -210,7 +216,7 @@ func (e *Engine) Observe(now time.Time, firing []Alert) {
 		e.seq++
 		inc := &incident{
 			e: e, id: incidentID(now, a.Key, e.seq), key: a.Key, alert: a.Rule, ladder: a.Ladder,
-			start: now, done: make(chan struct{}), labels: a.Labels, annotations: a.Annotations,
+			retry: a.RetryExhaustedAfter, round: 1, start: now, done: make(chan struct{}), labels: a.Labels, annotations: a.Annotations,
 			value: a.Value, state: StateRemediating, running: true,
 		}
 		e.open[a.Key] = inc
@@ -316,6 +322,40 @@ func (inc *incident) run(ctx context.Context) {
 			inc.finalize(e.o.Clock.Now())
 		}
 	}()
+	for {
+		if !inc.walkLadder(ctx) {
+			return
+		}
+		now := e.o.Clock.Now()
+		inc.mu.Lock()
+		inc.state = StateExhausted
+		ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
+		if inc.retry > 0 {
+			ev.Message = fmt.Sprintf("every step of the ladder %v was tried; walking it again in %s if the alert still fires", inc.ladder, inc.retry)
+		} else {
+			ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
+		}
+		inc.mu.Unlock()
+		e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted).Inc()
+		e.emit(ev)
+		if inc.retry <= 0 || !inc.wait(ctx, inc.retry) {
+			return
+		}
+		now = e.o.Clock.Now()
+		inc.mu.Lock()
+		inc.state, inc.round = StateRemediating, inc.round+1
+		ev = inc.eventLocked(now, IncidentRetried, "", 0, 0, 0)
+		ev.Message = fmt.Sprintf("still firing %s after the ladder was exhausted; walking it again from step 1 (round %d)", inc.retry, inc.round)
+		ev.Details = map[string]any{"round": inc.round}
+		inc.mu.Unlock()
+		e.emit(ev)
+	}
+}
+
+// walkLadder runs the steps in order; true when every step escalated (the
+// ladder is exhausted), false when the alert resolved or ctx ended.
+func (inc *incident) walkLadder(ctx context.Context) bool {
+	e := inc.e
 	for i, name := range inc.ladder {
 		step := e.o.Steps[name]
 		inc.mu.Lock()
@@ -325,20 +365,10 @@ func (inc *incident) run(ctx context.Context) {
 			continue // config validation forbids this; be safe
 		}
 		if outcome := inc.runStep(ctx, i+1, step); outcome != stepEscalate {
-			return
+			return false
 		}
 	}
-	if ctx.Err() != nil || inc.isResolved() {
-		return
-	}
-	now := e.o.Clock.Now()
-	inc.mu.Lock()
-	inc.state = StateExhausted
-	ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
-	ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
-	inc.mu.Unlock()
-	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted).Inc()
-	e.emit(ev)
+	return ctx.Err() == nil && !inc.isResolved()
 }
 
 type stepOutcome int
@@ -600,7 +630,7 @@ func (e *Engine) log(ev Event) {
 	}
 	level := slog.LevelInfo
 	switch ev.Type {
-	case RemediationFailed, IncidentExhausted:
+	case RemediationFailed, IncidentExhausted, IncidentRetried:
 		level = slog.LevelWarn
 	}
 	e.o.Logger.Log(context.Background(), level, string(ev.Type), attrs...)
@@ -638,7 +668,9 @@ type IncidentView struct {
 	Ended       time.Time         `json:"endedAt,omitzero"`
 	Duration    float64           `json:"durationSeconds,omitempty"`
 	FixedBy     string            `json:"fixedBy,omitempty"`
-	Attempts    []AttemptView     `json:"attempts"`
+	// Round counts walks of the ladder (rules[].retryExhaustedAfter).
+	Round    int           `json:"round"`
+	Attempts []AttemptView `json:"attempts"`
 }
 
 // Incidents returns open incidents then recently closed ones, newest first.
@@ -658,7 +690,7 @@ func (e *Engine) Incidents() []IncidentView {
 		inc.mu.Lock()
 		v := IncidentView{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels), Annotations: maps.Clone(inc.annotations),
 			State: inc.state, Step: inc.step, Action: inc.action, Ladder: inc.ladder, Value: inc.value, Started: inc.start,
-			Ended: inc.ended, FixedBy: inc.fixedBy, Attempts: append([]AttemptView{}, inc.attempts...)}
+			Ended: inc.ended, FixedBy: inc.fixedBy, Round: inc.round, Attempts: append([]AttemptView{}, inc.attempts...)}
 		if inc.finalized {
 			v.Duration = inc.ended.Sub(inc.start).Seconds()
 		}

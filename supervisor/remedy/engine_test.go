@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -401,5 +402,92 @@ func TestOneRemediationPerActionAtATime(t *testing.T) {
 	}
 	if slow.calls.Load() != 1 {
 		t.Fatalf("both incidents ran restart at once")
+	}
+}
+
+// TestExhaustedLadderIsWalkedAgainAfterRetryExhaustedAfter: with
+// retryExhaustedAfter an exhausted incident that still fires gets the whole
+// ladder again (round 2), and a fix in round 2 resolves it; without it
+// (TestRetryableErrorFollowsBackoffThenExhausts) nothing more runs.
+func TestExhaustedLadderIsWalkedAgainAfterRetryExhaustedAfter(t *testing.T) {
+	first := &funcAction{fn: func(int) error { return errors.New("still broken") }}
+	second := &funcAction{fn: func(int) error { return actions.Permanent(errors.New("cannot")) }}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"first":  {Name: "first", Action: first, Backoff: constant(time.Second, 1), Verify: 10 * time.Second},
+		"second": {Name: "second", Action: second, Backoff: constant(time.Second, 1), Verify: 10 * time.Second},
+	}})
+	a := alert
+	a.Ladder, a.RetryExhaustedAfter = []string{"first", "second"}, 30*time.Minute
+	f.e.Observe(f.clk.Now(), []Alert{a})
+	f.rec.next(t, RemediationFailed) // first: error, no verify wait
+	f.rec.next(t, RemediationFailed) // second: permanent
+	ex := f.rec.next(t, IncidentExhausted)
+	if !strings.Contains(ex.Message, "walking it again in 30m0s") {
+		t.Fatalf("exhausted message %q", ex.Message)
+	}
+	if inc := f.incident(); inc.State != StateExhausted || inc.Round != 1 {
+		t.Fatalf("state %s round %d", inc.State, inc.Round)
+	}
+
+	// Still firing during the cool-down: nothing runs.
+	f.advance(1, 29*time.Minute)
+	f.e.Observe(f.clk.Now(), []Alert{a})
+	if n := first.calls.Load() + second.calls.Load(); n != 2 {
+		t.Fatalf("%d runs during the cool-down, want 2 (round 1 only)", n)
+	}
+
+	// The cool-down passes: round 2 from step 1.
+	f.advance(1, time.Minute)
+	rt := f.rec.next(t, IncidentRetried)
+	if rt.Details["round"] != 2 {
+		t.Fatalf("retried event %+v", rt)
+	}
+	f.rec.next(t, RemediationFailed)
+	f.rec.next(t, RemediationFailed)
+	f.rec.next(t, IncidentExhausted)
+	if first.calls.Load() != 2 || second.calls.Load() != 2 {
+		t.Fatalf("round 2 calls: first %d second %d", first.calls.Load(), second.calls.Load())
+	}
+
+	// Round 3 fixes it: first succeeds and the alert resolves while verifying.
+	first.fn = nil
+	f.advance(1, 30*time.Minute)
+	f.rec.next(t, IncidentRetried)
+	f.rec.next(t, RemediationStarted)
+	f.advance(1, time.Second) // into verify
+	f.resolve()
+	res := f.rec.next(t, IncidentResolved)
+	if res.Action != "first" {
+		t.Fatalf("resolved event %+v", res)
+	}
+	if inc := f.incident(); inc.State != StateResolved || inc.Round != 3 || inc.FixedBy != "first" {
+		t.Fatalf("incident %+v", inc)
+	}
+}
+
+// TestResolvedDuringCooldown: an exhausted incident whose alert resolves
+// during the cool-down is closed without another round.
+func TestResolvedDuringCooldown(t *testing.T) {
+	act := &funcAction{fn: func(int) error { return actions.Permanent(errors.New("no")) }}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"only": {Name: "only", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second},
+	}})
+	a := alert
+	a.Ladder, a.RetryExhaustedAfter = []string{"only"}, 10*time.Minute
+	f.e.Observe(f.clk.Now(), []Alert{a})
+	f.rec.next(t, IncidentExhausted)
+	f.advance(1, 5*time.Minute)
+	f.resolve()
+	if ev := f.rec.next(t, IncidentResolved); ev.Details["previousState"] != StateExhausted {
+		t.Fatalf("resolved %+v", ev)
+	}
+	f.clk.Advance(time.Hour)
+	if act.calls.Load() != 1 {
+		t.Fatalf("%d runs, want 1", act.calls.Load())
+	}
+	for _, typ := range f.rec.types() {
+		if typ == string(IncidentRetried) {
+			t.Fatal("retried after the alert resolved")
+		}
 	}
 }

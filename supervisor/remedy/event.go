@@ -15,6 +15,7 @@ const (
 	RemediationSuppress EventType = "RemediationSuppressed"
 	IncidentResolved    EventType = "IncidentResolved"
 	IncidentExhausted   EventType = "IncidentExhausted"
+	IncidentRetried     EventType = "IncidentRetried" // an exhausted ladder is walked again
 
 	// A plugin's own lifecycle (not tied to an incident): Plugin is set.
 	PluginCrashed     EventType = "PluginCrashed"

@@ -160,7 +160,7 @@ th{background:#f3f3f3}.firing,.failed,.exhausted{color:#b00020;font-weight:600}.
 </table>
 <h2>Incidents</h2>
 {{range .incidents}}<h3>{{.alert}} <span class="{{.state}}">{{.state}}</span> <small>{{.id}}</small></h3>
-<p>started {{ts .startedAt}}{{if .endedAt}} · ended {{ts .endedAt}}{{end}}{{if .fixedBy}} · fixed by {{.fixedBy}}{{end}} · ladder {{range .ladder}}{{.}} {{end}}</p>
+<p>started {{ts .startedAt}}{{if .endedAt}} · ended {{ts .endedAt}}{{end}}{{if .fixedBy}} · fixed by {{.fixedBy}}{{end}}{{if gt .round 1.0}} · round {{.round}}{{end}} · ladder {{range .ladder}}{{.}} {{end}}</p>
 <table><tr><th>step</th><th>action</th><th>attempt</th><th>started</th><th>result</th><th>reason</th><th>message / output</th></tr>
 {{range .attempts}}<tr><td>{{.step}}</td><td>{{.action}}</td><td>{{.attempt}}/{{.maxAttempts}}</td><td>{{ts .startedAt}}</td><td class="{{.result}}">{{.result}}</td><td>{{.reason}}</td><td>{{.message}}{{if .output}}<pre>{{.output}}</pre>{{end}}</td></tr>{{end}}
 </table>{{else}}<p>none</p>{{end}}
