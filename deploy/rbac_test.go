@@ -50,6 +50,9 @@ var needed = []access{
 	{"patch", "apps", "daemonsets", ""},
 	{"get", "apps", "statefulsets", ""},
 	{"patch", "apps", "statefulsets", ""},
+	{"get", "coordination.k8s.io", "leases", ""},    // fleet: read a slot
+	{"create", "coordination.k8s.io", "leases", ""}, // fleet: first use of a slot
+	{"update", "coordination.k8s.io", "leases", ""}, // fleet: take, renew, give back
 }
 
 // notNeeded must stay denied.

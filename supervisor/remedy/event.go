@@ -1,6 +1,9 @@
 package remedy
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // EventType names a step in an incident's life. The Kubernetes Event
 // reasons are derived from these.
@@ -60,4 +63,25 @@ type Sink interface {
 // medic.io/pause annotation). Paused returns the reason when paused.
 type Pauser interface {
 	Paused() (bool, string)
+}
+
+// FleetLimit is a step's fleet-wide limit (actions.<name>.fleet): at most
+// Max medic instances run the action at the same time, and, when Hold > 0,
+// a slot stays taken until Hold after it was acquired, so at most Max runs
+// start in any Hold period across the fleet.
+type FleetLimit struct {
+	Max  int
+	Hold time.Duration
+}
+
+// Fleet coordinates one action across every medic instance of a fleet
+// (supervisor/kube implements it with Kubernetes Leases).
+type Fleet interface {
+	// Acquire takes one of limit.Max slots of action at now. When every
+	// slot is held by another instance it returns ok=false and a message
+	// naming the holders. release gives the slot back (the slot stays
+	// taken until acquire+Hold when Hold > 0); it is never nil when ok.
+	// With dryRun nothing is written: ok says whether a slot is free, and
+	// release does nothing. err is an API failure (ok is false).
+	Acquire(ctx context.Context, action string, limit FleetLimit, now time.Time, dryRun bool) (release func(), ok bool, msg string, err error)
 }
