@@ -71,7 +71,9 @@ var notNeeded = []access{
 	{"delete", "apps", "daemonsets", ""},
 	{"create", "", "pods", "exec"},
 	{"get", "", "nodes", ""},
-	{"create", "coordination.k8s.io", "leases", ""},
+	{"delete", "coordination.k8s.io", "leases", ""}, // fleet slots are given back, never deleted
+	{"list", "coordination.k8s.io", "leases", ""},   // slots are read by name
+	{"patch", "coordination.k8s.io", "leases", ""},
 }
 
 func TestRBACMedicRoleIsSufficientAndMinimal(t *testing.T) {

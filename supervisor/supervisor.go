@@ -183,6 +183,13 @@ func New(o Options) (*Supervisor, error) {
 		if ac.Budget != nil {
 			st.Budget = &remedy.Budget{Max: ac.Budget.Max, Window: ac.Budget.Window.D()}
 		}
+		if f := ac.Fleet; f != nil {
+			st.Fleet = &remedy.FleetLimit{Max: f.Max, Hold: f.Hold.D()}
+			st.FleetFailOpen = f.OnAPIError == config.FleetProceed
+			if o.Kube.Fleet() == nil {
+				o.Logger.Warn("fleet limit not enforced: not running in Kubernetes", "action", name)
+			}
+		}
 		steps[name] = st
 	}
 
@@ -210,7 +217,7 @@ func New(o Options) (*Supervisor, error) {
 	s.remedy = remedy.New(remedy.Options{
 		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
 		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink{s.audit}, o.Sinks...), o.Kube.Sinks()...),
-		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics,
+		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics, Fleet: o.Kube.Fleet(),
 	})
 
 	// Metrics registry: medic's own, never the global default.

@@ -79,6 +79,9 @@ type Action struct {
 	// Requires is a PromQL precondition: the step runs only while it
 	// returns a non-empty result; otherwise the ladder waits.
 	Requires string `yaml:"requires" json:"requires,omitempty"`
+	// Fleet bounds the action across every medic instance in the
+	// namespace (Kubernetes Leases); ignored outside Kubernetes.
+	Fleet *Fleet `yaml:"fleet" json:"fleet,omitempty"`
 
 	Kind  string               `yaml:"-" json:"kind"`
 	Spec  any                  `yaml:"-" json:"spec"`
@@ -89,6 +92,22 @@ type Action struct {
 type Budget struct {
 	Max    int          `yaml:"max" json:"max"`
 	Window cfg.Duration `yaml:"window" json:"window"`
+}
+
+// Fleet onAPIError values.
+const (
+	FleetWait    = "wait"
+	FleetProceed = "proceed"
+)
+
+// Fleet is actions.<name>.fleet: at most Max medic instances run the action
+// at once; with Hold, a slot stays taken until Hold after it was taken, so
+// at most Max runs start per Hold across the fleet.
+type Fleet struct {
+	Max  int          `yaml:"max" json:"max"`
+	Hold cfg.Duration `yaml:"hold" json:"hold,omitempty"`
+	// OnAPIError is "wait" (default: no slot, no run) or "proceed".
+	OnAPIError string `yaml:"onAPIError" json:"onAPIError,omitempty"`
 }
 
 // Rule is an alerting rule in Prometheus's shape plus a remediation ladder.
@@ -351,6 +370,19 @@ func (c *Config) Validate() error {
 			}
 			if a.Budget.Window <= 0 {
 				add(path+".budget.window", "must be greater than 0")
+			}
+		}
+		if f := a.Fleet; f != nil {
+			if f.Max < 1 {
+				add(path+".fleet.max", "must be at least 1")
+			}
+			if f.Hold < 0 {
+				add(path+".fleet.hold", "must not be negative")
+			}
+			switch f.OnAPIError {
+			case "", FleetWait, FleetProceed:
+			default:
+				add(path+".fleet.onAPIError", "must be %q or %q, not %q", FleetWait, FleetProceed, f.OnAPIError)
 			}
 		}
 		if a.Requires != "" {

@@ -175,6 +175,13 @@ rules:
 			"rules[2].expr: expression must return an instant vector", "rules[3].remediate[0]: unknown action \"nope\"",
 			"rules[3].labels.bad-label: invalid label name", "rules[3].for: duration \"-5s\" must not be negative",
 			"rules[4].alert: \"A\" is already defined by rules[3]", "rules[4].extra: unknown field"}},
+		{"fleet", `
+actions:
+  a:
+    exec: {command: [x]}
+    fleet: {max: 0, hold: -1m, onAPIError: ignore}
+`, []string{"actions.a.fleet.max: must be at least 1", "actions.a.fleet.hold: duration \"-1m\" must not be negative",
+			"actions.a.fleet.onAPIError: must be \"wait\" or \"proceed\", not \"ignore\""}},
 		{"retryExhaustedAfter", `
 actions:
   a: {exec: {command: [x]}}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,5 +157,113 @@ func TestIntegrationOutsideAClusterAndWithoutAPod(t *testing.T) {
 	cancel()
 	if err := k.Run(ctx); err != nil {
 		t.Error(err)
+	}
+}
+
+// countAction is an Action that counts its runs (the fleet and the engine
+// are the parts under test here).
+type countAction struct{ n atomic.Int32 }
+
+func (a *countAction) Run(context.Context, actions.Incident) (actions.Result, error) {
+	a.n.Add(1)
+	return actions.Result{Message: "restarted"}, nil
+}
+
+// suppressions is a Sink keeping suppression messages by reason.
+type suppressions struct {
+	mu  sync.Mutex
+	msg map[string]string
+}
+
+func (s *suppressions) Record(ev remedy.Event) {
+	if ev.Type != remedy.RemediationSuppress {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.msg == nil {
+		s.msg = map[string]string{}
+	}
+	s.msg[ev.Reason] = ev.Message
+}
+
+func (s *suppressions) get(reason string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.msg[reason]
+}
+
+// TestEndToEndFleetLimitAcrossTwoPods: two medic instances (two pods, two
+// remedy engines wired as the supervisor wires them, the integration's
+// Lease-backed Fleet on the real API server with medic's RBAC) fire the
+// same alert with fleet max 1. The first runs and holds the slot through
+// its verify window; the second is suppressed with reason fleet, naming
+// the first pod, and runs once the first incident resolves.
+func TestEndToEndFleetLimitAcrossTwoPods(t *testing.T) {
+	env := kubetest.Start(t)
+	action := fleetAction(t, env, "restart-agent", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+
+	type node struct {
+		pod  string
+		act  *countAction
+		sup  *suppressions
+		eng  *remedy.Engine
+		kube *kube.Integration
+	}
+	start := func(name string) *node {
+		self := newPod(t, env, name, nil)
+		c, err := kube.NewForConfig(env.Medic, kube.Identity{Namespace: env.Namespace, Pod: self.Name, Node: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := kube.NewIntegration(c, kube.IntegrationOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Fleet() == nil {
+			t.Fatal("integration without a fleet")
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = k.Run(ctx) }()
+		n := &node{pod: self.Name, act: &countAction{}, sup: &suppressions{}, kube: k}
+		n.eng = remedy.New(remedy.Options{
+			Steps: map[string]*remedy.Step{action: {Name: action, Kind: "test", Action: n.act,
+				Backoff: actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
+				Verify:  time.Minute, Fleet: &remedy.FleetLimit{Max: 1}}},
+			Sinks: append(k.Sinks(), n.sup), Fleet: k.Fleet(), Recheck: 50 * time.Millisecond,
+		})
+		n.eng.Start(ctx)
+		t.Cleanup(n.eng.Wait)
+		return n
+	}
+	a, b := start("medic-fleet-a"), start("medic-fleet-b")
+	alert := remedy.Alert{Key: "AgentNotSyncing{}", Rule: "AgentNotSyncing", Value: 1, Ladder: []string{action}}
+
+	a.eng.Observe(time.Now(), []remedy.Alert{alert})
+	eventually(t, 10*time.Second, "a runs", func() (bool, string) { return a.act.n.Load() == 1, "" })
+	b.eng.Observe(time.Now(), []remedy.Alert{alert})
+	eventually(t, 10*time.Second, "b held back by the fleet", func() (bool, string) {
+		m := b.sup.get(remedy.ReasonFleet)
+		return strings.Contains(m, a.pod), m
+	})
+	time.Sleep(300 * time.Millisecond) // several rechecks of b
+	if n := b.act.n.Load(); n != 0 {
+		t.Fatalf("b ran %d times while a held the only slot", n)
+	}
+	lease, err := env.AdminClient(t).CoordinationV1().Leases(env.Namespace).Get(ctx,
+		kube.FleetLeaseName(kube.DefaultFleetPrefix, action, 0), metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != a.pod {
+		t.Fatalf("slot lease %+v, %v; want held by %s", lease, err, a.pod)
+	}
+
+	// a's alert resolves during its verify window: the slot goes back and b runs.
+	a.eng.Observe(time.Now(), nil)
+	eventually(t, 10*time.Second, "b runs after a resolved", func() (bool, string) { return b.act.n.Load() == 1, "" })
+	b.eng.Observe(time.Now(), nil)
+	if a.act.n.Load() != 1 {
+		t.Fatalf("a ran %d times", a.act.n.Load())
 	}
 }

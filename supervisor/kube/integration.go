@@ -32,6 +32,9 @@ type Integration struct {
 	// name their target.
 	Events *EventSink
 	Pause  *PauseWatcher
+	// FleetSem enforces actions' fleet limits (Leases in medic's
+	// namespace, held as medic's pod); nil without a pod identity.
+	FleetSem *Fleet
 }
 
 // IntegrationOptions tune NewIntegration; zero values take the defaults
@@ -66,6 +69,10 @@ func NewIntegration(c *Client, o IntegrationOptions) (*Integration, error) {
 	po := o.Pause
 	po.Client, po.Namespace, po.Pod, po.Logger = c.Interface, c.Identity.Namespace, c.Identity.Pod, o.Logger
 	if k.Pause, err = NewPauseWatcher(po); err != nil {
+		return nil, err
+	}
+	if k.FleetSem, err = NewFleet(FleetOptions{Client: c.Interface, Namespace: c.Identity.Namespace,
+		Identity: c.Identity.Pod, Clock: o.Clock, Logger: o.Logger.With("component", "fleet")}); err != nil {
 		return nil, err
 	}
 	o.Logger.Info("Kubernetes integration on", "source", c.Source, "pod", c.Identity.String())
@@ -117,6 +124,15 @@ func (k *Integration) Pausers() []remedy.Pauser {
 		return nil
 	}
 	return []remedy.Pauser{k.Pause}
+}
+
+// Fleet is remedy.Options.Fleet: nil outside a cluster or without a pod
+// identity (fleet limits are then not enforced).
+func (k *Integration) Fleet() remedy.Fleet {
+	if k == nil || k.FleetSem == nil {
+		return nil
+	}
+	return k.FleetSem
 }
 
 // ActionsEnv is actions.Env.Kube (nil outside a cluster).

@@ -39,6 +39,7 @@ const (
 	ReasonBudget       = "budget"
 	ReasonPrecondition = "precondition"
 	ReasonConcurrency  = "concurrency"
+	ReasonFleet        = "fleet"
 )
 
 // Failure reasons.
@@ -57,6 +58,12 @@ type Step struct {
 	Verify   time.Duration
 	Budget   *Budget
 	Requires string
+	// Fleet, when set and Options.Fleet is not nil, bounds the action
+	// across every medic instance (actions.<name>.fleet).
+	Fleet *FleetLimit
+	// FleetFailOpen runs the action when the fleet cannot be asked (API
+	// error) instead of waiting.
+	FleetFailOpen bool
 }
 
 // Budget is "at most Max runs per Window".
@@ -92,6 +99,9 @@ type Options struct {
 	Pausers      []Pauser
 	Sinks        []Sink
 	Precondition PreconditionFunc
+	// Fleet enforces steps' fleet limits; nil outside Kubernetes (limits
+	// are then not enforced).
+	Fleet Fleet
 	// Recheck is how often a waiting guard (paused, precondition) is re-checked.
 	Recheck time.Duration
 	// KeepClosed is how many closed incidents /status keeps (default 100).
@@ -384,21 +394,16 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 	b := actions.NewBackoff(st.Backoff, e.o.Clock)
 	maxAttempts := max(st.Backoff.Attempts, 1)
 	for attempt := 1; ; attempt++ {
-		// Guards that wait: pause, precondition, concurrency.
-		release, ok := inc.waitForGuards(ctx, stepNo, attempt, maxAttempts, st)
-		if !ok {
+		// Guards: pause, precondition, concurrency and fleet wait; a spent
+		// budget skips the step.
+		release, g := inc.waitForGuards(ctx, stepNo, attempt, maxAttempts, st)
+		switch g {
+		case guardStop:
 			return inc.stopOutcome(ctx)
+		case guardBudget:
+			return stepEscalate
 		}
 		now := e.o.Clock.Now()
-		// Budget: spent budgets skip the step.
-		if st.Budget != nil {
-			if allowed, used := e.o.Budgets.Allow(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
-				release()
-				inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget,
-					fmt.Sprintf("budget spent: %d of %d runs in the last %s; escalating", used, st.Budget.Max, st.Budget.Window))
-				return stepEscalate
-			}
-		}
 		res, err, ran := inc.attempt(ctx, now, stepNo, attempt, maxAttempts, st)
 		if ctx.Err() != nil {
 			release()
@@ -438,13 +443,22 @@ func (inc *incident) stopOutcome(ctx context.Context) stepOutcome {
 	return stepFixed
 }
 
+type guardOutcome int
+
+const (
+	guardProceed guardOutcome = iota
+	guardStop                 // the alert resolved or ctx ended while waiting
+	guardBudget               // the budget is spent: escalate
+)
+
 // waitForGuards blocks while medic is paused, the step's precondition is
-// unmet, or another incident is running the same action. Each new reason
-// to wait is recorded once as a suppression. It returns a release func for
-// the action's concurrency slot.
-func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAttempts int, st *Step) (func(), bool) {
+// unmet, another incident is running the same action, or the fleet has no
+// free slot for it; a spent budget ends the wait with guardBudget. Each new
+// reason to wait is recorded once as a suppression. On guardProceed it
+// returns a release func for the action's concurrency and fleet slots.
+func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAttempts int, st *Step) (func(), guardOutcome) {
 	e := inc.e
-	lastReason := ""
+	lastReason, lastMsg := "", ""
 	for {
 		now := e.o.Clock.Now()
 		reason, msg := "", ""
@@ -467,19 +481,58 @@ func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAtte
 			sem := e.sems[st.Name]
 			select {
 			case sem <- struct{}{}:
-				return func() { <-sem }, true
+				local := func() { <-sem }
+				if st.Budget != nil {
+					if allowed, used := e.o.Budgets.Allow(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
+						local()
+						inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget,
+							fmt.Sprintf("budget spent: %d of %d runs in the last %s; escalating", used, st.Budget.Max, st.Budget.Window))
+						return nil, guardBudget
+					}
+				}
+				fleet, ok, why := inc.acquireFleet(ctx, st, now)
+				if ok {
+					return func() { fleet(); local() }, guardProceed
+				}
+				local()
+				reason, msg = ReasonFleet, why
 			default:
 				reason, msg = ReasonConcurrency, fmt.Sprintf("action %s is running for another incident; waiting", st.Name)
 			}
 		}
-		if reason != lastReason {
+		// A fleet wait is recorded again when its holders change, so the
+		// audit log shows who held the slots.
+		if reason != lastReason || (reason == ReasonFleet && msg != lastMsg) {
 			inc.suppress(now, stepNo, attempt, maxAttempts, st, reason, msg)
-			lastReason = reason
+			lastReason, lastMsg = reason, msg
 		}
 		if !inc.wait(ctx, e.o.Recheck) {
-			return nil, false
+			return nil, guardStop
 		}
 	}
+}
+
+// acquireFleet takes a fleet slot for st when it has a fleet limit and
+// medic runs in a fleet; ok=false with the reason otherwise.
+func (inc *incident) acquireFleet(ctx context.Context, st *Step, now time.Time) (release func(), ok bool, why string) {
+	e := inc.e
+	if st.Fleet == nil || e.o.Fleet == nil {
+		return func() {}, true, ""
+	}
+	release, ok, msg, err := e.o.Fleet.Acquire(ctx, st.Name, *st.Fleet, now, e.o.DryRun)
+	switch {
+	case err != nil && st.FleetFailOpen:
+		e.o.Logger.Warn("fleet limit could not be checked; proceeding (onAPIError: proceed)", "action", st.Name, "err", err)
+		return func() {}, true, ""
+	case err != nil:
+		return nil, false, fmt.Sprintf("fleet limit could not be checked: %v; waiting", err)
+	case !ok:
+		return nil, false, msg + "; waiting"
+	}
+	if release == nil {
+		release = func() {}
+	}
+	return release, true, ""
 }
 
 // suppress records a suppressed attempt.

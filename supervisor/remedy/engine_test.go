@@ -3,6 +3,7 @@ package remedy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -489,5 +490,133 @@ func TestResolvedDuringCooldown(t *testing.T) {
 		if typ == string(IncidentRetried) {
 			t.Fatal("retried after the alert resolved")
 		}
+	}
+}
+
+// slotFleet is a test double of the Fleet interface (the Lease-backed one
+// is tested against a real API server in supervisor/kube): free slots are
+// a counter, every call is recorded.
+type slotFleet struct {
+	mu       sync.Mutex
+	free     int
+	err      error
+	calls    []bool // dryRun of each Acquire
+	released int
+}
+
+func (s *slotFleet) Acquire(_ context.Context, action string, l FleetLimit, _ time.Time, dryRun bool) (func(), bool, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, dryRun)
+	if s.err != nil {
+		return nil, false, "", s.err
+	}
+	if s.free == 0 {
+		return nil, false, fmt.Sprintf("fleet limit: %d of %d %q slots held (node-b)", l.Max, l.Max, action), nil
+	}
+	if dryRun {
+		return func() {}, true, "", nil
+	}
+	s.free--
+	return func() { s.mu.Lock(); s.free++; s.released++; s.mu.Unlock() }, true, "", nil
+}
+
+func (s *slotFleet) set(free int, err error) { s.mu.Lock(); s.free, s.err = free, err; s.mu.Unlock() }
+
+func TestFleetLimitWaitsForASlotAndHoldsItThroughVerify(t *testing.T) {
+	act := &funcAction{}
+	fl := &slotFleet{}
+	f := newFixture(t, Options{Fleet: fl, Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
+			Fleet: &FleetLimit{Max: 2}},
+	}})
+	f.fire("restart")
+	ev := f.rec.next(t, RemediationSuppress)
+	if ev.Reason != ReasonFleet || !strings.Contains(ev.Message, "2 of 2") {
+		t.Fatalf("want a fleet suppression naming the holders, got %+v", ev)
+	}
+	for range 3 {
+		f.advance(1, 5*time.Second)
+	}
+	if act.calls.Load() != 0 {
+		t.Fatal("ran without a fleet slot")
+	}
+	fl.set(1, nil)
+	f.advance(1, 5*time.Second)
+	f.rec.next(t, RemediationStarted)
+	f.clk.BlockUntil(1, 5*time.Second) // verifying, slot held
+	fl.mu.Lock()
+	free, released := fl.free, fl.released
+	fl.mu.Unlock()
+	if free != 0 || released != 0 {
+		t.Fatalf("slot not held during verify: free %d released %d", free, released)
+	}
+	f.resolve()
+	f.rec.next(t, IncidentResolved)
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.released != 1 || fl.free != 1 {
+		t.Fatalf("slot not given back: released %d free %d", fl.released, fl.free)
+	}
+}
+
+func TestFleetAPIErrorWaitsOrProceeds(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		act := &funcAction{}
+		fl := &slotFleet{err: errors.New("connection refused")}
+		f := newFixture(t, Options{Fleet: fl, Steps: map[string]*Step{
+			"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
+				Fleet: &FleetLimit{Max: 1}, FleetFailOpen: failOpen},
+		}})
+		f.fire("restart")
+		if failOpen {
+			f.rec.next(t, RemediationStarted)
+			continue
+		}
+		if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonFleet || !strings.Contains(ev.Message, "could not be checked") {
+			t.Fatalf("want a fleet suppression, got %+v", ev)
+		}
+		f.advance(1, 5*time.Second)
+		if act.calls.Load() != 0 {
+			t.Fatal("ran although the fleet could not be asked")
+		}
+	}
+}
+
+func TestFleetInDryRunOnlyLooks(t *testing.T) {
+	fl := &slotFleet{free: 1}
+	f := newFixture(t, Options{DryRun: true, Fleet: fl, Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: &funcAction{}, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
+			Fleet: &FleetLimit{Max: 1}},
+	}})
+	f.fire("restart")
+	f.rec.next(t, RemediationStarted)
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if len(fl.calls) != 1 || !fl.calls[0] || fl.free != 1 {
+		t.Fatalf("dry run took a slot: calls %v free %d", fl.calls, fl.free)
+	}
+}
+
+// A spent budget escalates before a fleet slot is taken (a slot with a
+// hold would otherwise be wasted fleet-wide on a run that never happens).
+func TestBudgetCheckedBeforeFleet(t *testing.T) {
+	fl := &slotFleet{free: 1}
+	b, _ := LoadBudgets("")
+	now := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
+	_ = b.Consume("restart", now, time.Hour)
+	f := newFixture(t, Options{Budgets: b, Fleet: fl, Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: &funcAction{}, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
+			Budget: &Budget{Max: 1, Window: time.Hour}, Fleet: &FleetLimit{Max: 1}},
+	}})
+	f.fire("restart")
+	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonBudget {
+		t.Fatalf("want budget, got %+v", ev)
+	}
+	f.rec.next(t, IncidentExhausted)
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if len(fl.calls) != 0 {
+		t.Fatalf("fleet asked %d times for a step whose budget is spent", len(fl.calls))
 	}
 }
