@@ -72,7 +72,7 @@ func NewIntegration(c *Client, o IntegrationOptions) (*Integration, error) {
 		return nil, err
 	}
 	if k.FleetSem, err = NewFleet(FleetOptions{Client: c.Interface, Namespace: c.Identity.Namespace,
-		Identity: c.Identity.Pod, Clock: o.Clock, Logger: o.Logger.With("component", "fleet")}); err != nil {
+		Identity: c.Identity.Pod, Clock: o.Clock, Logger: o.Logger}); err != nil {
 		return nil, err
 	}
 	o.Logger.Info("Kubernetes integration on", "source", c.Source, "pod", c.Identity.String())
