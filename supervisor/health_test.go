@@ -86,3 +86,68 @@ func TestPluginLifecycleEventsReachTheAuditLog(t *testing.T) {
 		t.Fatalf("audit:\n%s", b)
 	}
 }
+
+// TestStatusShowsFleetLimitsAndIncidentRounds: /status lists each fleet
+// limit (not enforced outside Kubernetes) and an incident's round, and the
+// HTML view renders both.
+func TestStatusShowsFleetLimitsAndIncidentRounds(t *testing.T) {
+	c, err := config.Parse([]byte(`listen: 127.0.0.1:0
+stateDir: ` + t.TempDir() + `
+actions:
+  restart-agent:
+    exec: {command: ["false"], timeout: 5s}
+    backoff: {policy: constant, initial: 1s, attempts: 1}
+    fleet: {max: 2, hold: 1m}
+rules:
+  - alert: AlwaysFiring
+    expr: vector(1)
+    remediate: [restart-agent]
+    retryExhaustedAfter: 10m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	s, err := New(Options{Config: c, Clock: clk, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.audit.Close()
+	go s.server.Run(t.Context())
+	s.remedy.Start(t.Context())
+	s.EvalOnce(t.Context(), clk.Now())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Status()
+		if len(st.Incidents) == 1 && st.Incidents[0].State == "exhausted" {
+			if st.Incidents[0].Round != 1 {
+				t.Fatalf("round %d", st.Incidents[0].Round)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no exhausted incident: %+v", st.Incidents)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := s.Status()
+	if len(st.Fleet) != 1 || st.Fleet[0] != (FleetStatus{Action: "restart-agent", Max: 2, Hold: "1m"}) {
+		t.Fatalf("/status fleet %+v", st.Fleet)
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/status", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "Fleet limits") || !strings.Contains(string(b), "no (not in Kubernetes)") ||
+		!strings.Contains(string(b), "exhausted") {
+		t.Fatalf("HTML %d:\n%s", resp.StatusCode, b)
+	}
+}

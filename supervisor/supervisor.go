@@ -491,6 +491,18 @@ type Status struct {
 	Store     store.Stats           `json:"store"`
 	Plugins   []plugins.Status      `json:"plugins,omitempty"`
 	Budgets   []BudgetStatus        `json:"budgets,omitempty"`
+	Fleet     []FleetStatus         `json:"fleet,omitempty"`
+}
+
+// FleetStatus is one action's fleet limit on /status.
+type FleetStatus struct {
+	Action string `json:"action"`
+	Max    int    `json:"max"`
+	Hold   string `json:"hold,omitempty"`
+	// Enforced is false outside Kubernetes (no Leases to coordinate on).
+	Enforced bool `json:"enforced"`
+	// Held is how many of the fleet's slots this instance holds now.
+	Held int `json:"held"`
 }
 
 // BudgetStatus is one action's budget on /status.
@@ -513,6 +525,7 @@ func (s *Supervisor) Status() Status {
 		st.Plugins = s.plugins.Status()
 	}
 	st.Budgets = s.budgetStatus(st.Now)
+	st.Fleet = s.fleetStatus()
 	for _, p := range s.pausers {
 		if ok, why := p.Paused(); ok {
 			st.Paused, st.PausedBy = true, why
@@ -577,6 +590,26 @@ func (s *Supervisor) budgetStatus(now time.Time) []BudgetStatus {
 			b.Next = inWindow[len(inWindow)-b.Max].Add(w)
 		}
 		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Action < out[j].Action })
+	return out
+}
+
+func (s *Supervisor) fleetStatus() []FleetStatus {
+	var held map[string]int
+	if s.o.Kube != nil && s.o.Kube.FleetSem != nil {
+		held = s.o.Kube.FleetSem.Held()
+	}
+	var out []FleetStatus
+	for name, a := range s.cfg.Actions {
+		if a.Fleet == nil {
+			continue
+		}
+		f := FleetStatus{Action: name, Max: a.Fleet.Max, Enforced: s.o.Kube.Fleet() != nil, Held: held[name]}
+		if a.Fleet.Hold > 0 {
+			f.Hold = a.Fleet.Hold.String()
+		}
+		out = append(out, f)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Action < out[j].Action })
 	return out

@@ -154,6 +154,10 @@ th{background:#f3f3f3}.firing,.failed,.exhausted{color:#b00020;font-weight:600}.
 <table><tr><th>action</th><th>used</th><th>window</th><th>next free run</th></tr>
 {{range .budgets}}<tr><td>{{.action}}</td><td class="{{if ge .used .max}}failed{{else}}ok{{end}}">{{.used}}/{{.max}}</td><td>{{.window}}</td><td>{{ts .nextFreeAt}}</td></tr>{{end}}
 </table>{{end}}
+{{if .fleet}}<h2>Fleet limits</h2>
+<table><tr><th>action</th><th>max</th><th>hold</th><th>held here</th><th>enforced</th></tr>
+{{range .fleet}}<tr><td>{{.action}}</td><td>{{.max}}</td><td>{{.hold}}</td><td>{{.held}}</td><td class="{{if .enforced}}ok{{else}}suppressed{{end}}">{{if .enforced}}yes (Leases){{else}}no (not in Kubernetes){{end}}</td></tr>{{end}}
+</table>{{end}}
 <h2>Alerts</h2>
 <table><tr><th>alert</th><th>state</th><th>labels</th><th>value</th><th>active since</th></tr>
 {{range .alerts}}<tr><td>{{.alert}}</td><td class="{{.state}}">{{.state}}</td><td>{{range $k, $v := .labels}}{{$k}}={{$v}} {{end}}</td><td>{{.value}}</td><td>{{ts .activeAt}}</td></tr>{{else}}<tr><td colspan="5">none</td></tr>{{end}}
