@@ -122,7 +122,7 @@ func TestEndToEndPausedThenRestartPod(t *testing.T) {
 	})
 	r := reasons()
 	if n := r["RemediationSucceeded/Normal"]; !strings.Contains(n, "action=delete-agent") || !strings.Contains(n, "attempt=1/1") ||
-		!strings.Contains(n, "deleted pod "+env.Namespace+"/agent-e2e (uid "+string(agent.UID)+")") {
+		!strings.Contains(n, "deleted pod "+env.Namespace+"/"+agent.Name+" (uid "+string(agent.UID)+")") {
 		t.Errorf("success note %q", n)
 	}
 	for reason, n := range r {

@@ -2,6 +2,8 @@ package kube_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,11 +26,15 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
-// newPod creates a minimal pod (admin) named after the test and removes it
-// on cleanup.
+// newPod creates a minimal pod (admin) named name plus a random suffix
+// (the package's tests share one API server and may run with -count=N) and
+// removes it on cleanup.
 func newPod(t *testing.T, env *kubetest.Env, name string, ann map[string]string) *corev1.Pod {
 	t.Helper()
 	admin := env.AdminClient(t)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name += "-" + hex.EncodeToString(b)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: env.Namespace, Annotations: ann},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "example.invalid/agent:1"}}},
@@ -74,14 +80,14 @@ func eventsAbout(t *testing.T, cs kubernetes.Interface, ns, pod string) []events
 
 func TestNewClientKubeconfigAndIdentity(t *testing.T) {
 	env := kubetest.Start(t)
-	newPod(t, env, "client-id", nil)
+	self := newPod(t, env, "client-id", nil).Name
 	path := writeKubeconfig(t, env.Medic)
-	getenv := mapEnv(map[string]string{kube.EnvPodName: "client-id", kube.EnvPodNamespace: env.Namespace, kube.EnvNodeName: "node-a"})
+	getenv := mapEnv(map[string]string{kube.EnvPodName: self, kube.EnvPodNamespace: env.Namespace, kube.EnvNodeName: "node-a"})
 	c, reason, err := kube.NewClient(kube.Options{Kubeconfig: path, Getenv: getenv})
 	if err != nil || c == nil {
 		t.Fatalf("NewClient: %v (reason %q)", err, reason)
 	}
-	if c.Identity != (kube.Identity{Namespace: env.Namespace, Pod: "client-id", Node: "node-a"}) {
+	if c.Identity != (kube.Identity{Namespace: env.Namespace, Pod: self, Node: "node-a"}) {
 		t.Errorf("identity = %+v", c.Identity)
 	}
 	if c.Source != "kubeconfig "+path {
@@ -90,11 +96,11 @@ func TestNewClientKubeconfigAndIdentity(t *testing.T) {
 	if c.Config.QPS != kube.DefaultQPS || c.Config.Timeout != kube.DefaultTimeout || c.Config.UserAgent != "medic" {
 		t.Errorf("defaults not applied: qps %v timeout %v ua %q", c.Config.QPS, c.Config.Timeout, c.Config.UserAgent)
 	}
-	if _, err := c.Interface.CoreV1().Pods(env.Namespace).Get(context.Background(), "client-id", metav1.GetOptions{}); err != nil {
+	if _, err := c.Interface.CoreV1().Pods(env.Namespace).Get(context.Background(), self, metav1.GetOptions{}); err != nil {
 		t.Fatalf("get own pod through the kubeconfig client: %v", err)
 	}
 	ae := c.ActionsEnv()
-	if ae.Pod != "client-id" || ae.Namespace != env.Namespace || ae.Node != "node-a" || ae.Client == nil {
+	if ae.Pod != self || ae.Namespace != env.Namespace || ae.Node != "node-a" || ae.Client == nil {
 		t.Errorf("ActionsEnv = %+v", ae)
 	}
 
