@@ -134,7 +134,9 @@ func TestRolloutDaemonSetAndStatefulSetDirectly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.AppsV1().DaemonSets(ke.Namespace).Delete(context.Background(), ds.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = admin.AppsV1().DaemonSets(ke.Namespace).Delete(context.Background(), ds.Name, metav1.DeleteOptions{})
+	})
 	ss, err := admin.AppsV1().StatefulSets(ke.Namespace).Create(ctx, &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "store"},
 		Spec:       appsv1.StatefulSetSpec{ServiceName: "store", Selector: selector("store"), Template: template("store")},
@@ -142,7 +144,9 @@ func TestRolloutDaemonSetAndStatefulSetDirectly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.AppsV1().StatefulSets(ke.Namespace).Delete(context.Background(), ss.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = admin.AppsV1().StatefulSets(ke.Namespace).Delete(context.Background(), ss.Name, metav1.DeleteOptions{})
+	})
 	for _, c := range []struct {
 		kind, name string
 		uid        types.UID
@@ -226,7 +230,9 @@ func TestRolloutRefusesAnOwnerItCannotProve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.AppsV1().ReplicaSets(ke.Namespace).Delete(context.Background(), lone.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = admin.AppsV1().ReplicaSets(ke.Namespace).Delete(context.Background(), lone.Name, metav1.DeleteOptions{})
+	})
 	lonePod := createPod(t, admin, ke.Namespace, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: "lone-1", Labels: map[string]string{"app": "lone"},
 		OwnerReferences: []metav1.OwnerReference{controllerRef("ReplicaSet", lone.Name, lone.UID)}}})
