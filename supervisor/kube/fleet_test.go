@@ -490,3 +490,25 @@ func TestFleetActionNames(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFleetAcquireRelease: one Acquire + release of a 3-slot action
+// against the real API server (what a fleet limit adds to an attempt).
+func BenchmarkFleetAcquireRelease(b *testing.B) {
+	env := kubetest.Start(b)
+	f, err := kube.NewFleet(kube.FleetOptions{Client: env.MedicClient(b), Namespace: env.Namespace, Identity: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rnd := make([]byte, 3)
+	_, _ = rand.Read(rnd)
+	action := "bench-" + hex.EncodeToString(rnd)
+	lim := remedy.FleetLimit{Max: 3}
+	b.ResetTimer()
+	for b.Loop() {
+		rel, ok, msg, err := f.Acquire(context.Background(), action, lim, time.Now(), false)
+		if err != nil || !ok {
+			b.Fatalf("acquire: %v %s", err, msg)
+		}
+		rel()
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/peers/workloadapi"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probetest"
 )
@@ -265,5 +266,24 @@ func TestConfig(t *testing.T) {
 	}
 	if err := decode("{}"); err == nil || !strings.Contains(err.Error(), "probes[0].socket.path: is required") {
 		t.Errorf("empty: %v", err)
+	}
+}
+
+// TestWorkloadAPIPeer: the SPIFFE Workload API (the in-process peer built
+// on go-spiffe's workload protos, as the SPIRE agent serves it) answers the
+// HTTP/2 handshake without any RPC or the security header; once it is
+// closed, its socket is gone.
+func TestWorkloadAPIPeer(t *testing.T) {
+	path := filepath.Join(sockDir(t), "agent.sock")
+	w, err := workloadapi.Start(workloadapi.Options{SocketPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := check(t, newConfig(w.Addr(), HandshakeHTTP2, 2*time.Second)); !r.Up || !r.Exists {
+		t.Fatalf("Workload API: %+v reason %q", r, Reason(r.Err))
+	}
+	w.Close()
+	if r := check(t, newConfig(w.Addr(), HandshakeHTTP2, 2*time.Second)); r.Up {
+		t.Fatalf("closed Workload API still up: %+v", r)
 	}
 }
