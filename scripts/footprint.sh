@@ -25,7 +25,11 @@ kill -0 "$pid" || { cat "$work/medic.log"; exit 1; }
 
 hz=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$pid/stat"; }
-rss() { awk '/VmRSS/{print $2}' "/proc/$pid/status"; }
+# VmRSS, and its parts: RssAnon (heap, stacks: medic's private memory) and
+# RssFile (clean pages of the binary's text/rodata mapped from the page
+# cache: shared and reclaimable; how many are mapped depends on the page
+# cache and the kernel's fault-around, not on medic's work).
+rss() { awk '/^VmRSS/{v=$2} /^RssAnon/{a=$2} /^RssFile/{f=$2} END{print v, a, f}' "/proc/$pid/status"; }
 # Skip the first 10 s (start-up), then measure.
 sleep 10
 c0=$(cpu); t0=$(date +%s.%N)
@@ -37,11 +41,13 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 c1=$(cpu); t1=$(date +%s.%N)
 printf '%s\n' "${samples[@]}" | awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" '
-  { r[NR]=$1; s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) first=$1; last=$1 }
+  { r[NR]=$1; s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) first=$1; last=$1
+    sa+=$2; if (amin==""||$2<amin) amin=$2; if ($2>amax) amax=$2; sf+=$3 }
   END {
     secs=t1-t0; mc=((c1-c0)/hz)/secs*1000
     printf "samples: %d over %.0f s\n", n, secs
     printf "RSS MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f)\n", min/1024, s/n/1024, max/1024, first/1024, last/1024
+    printf "  of which RssAnon (private) MiB: min %.1f avg %.1f max %.1f; RssFile (binary, page cache) avg %.1f\n", amin/1024, sa/n/1024, amax/1024, sf/n/1024
     printf "CPU: %.2f millicores average\n", mc
     printf "RSS MiB by minute:"; for (i=1;i<=n;i+=6) printf " %.1f", r[i]/1024; printf "\n"
   }'
