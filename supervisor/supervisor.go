@@ -218,6 +218,7 @@ func New(o Options) (*Supervisor, error) {
 		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
 		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink{s.audit}, o.Sinks...), o.Kube.Sinks()...),
 		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics, Fleet: o.Kube.Fleet(),
+		StatePath: filepath.Join(c.StateDir, "incidents.json"), RestoreGrace: restoreGrace(c),
 	})
 
 	// Metrics registry: medic's own, never the global default.
@@ -430,6 +431,17 @@ func (s *Supervisor) EvalOnce(ctx context.Context, now time.Time) {
 	s.remedy.Observe(now, firing)
 	s.lastEval.Store(now.UnixNano())
 	s.evalCount.Add(1)
+}
+
+// restoreGrace is how long a restored incident waits for its alert to fire
+// again after a restart: the longest `for` (the pending phase starts over)
+// plus three evaluation intervals.
+func restoreGrace(c *config.Config) time.Duration {
+	var longest time.Duration
+	for _, r := range c.Rules {
+		longest = max(longest, r.For.D())
+	}
+	return longest + 3*c.EvaluationInterval.D()
 }
 
 func (s *Supervisor) precondition(ctx context.Context, expr string, now time.Time) (bool, error) {

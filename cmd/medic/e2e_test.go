@@ -457,3 +457,36 @@ func TestE2EBudgetStopsTheFourthRunAcrossRestarts(t *testing.T) {
 		t.Fatalf("budgets.json %s (%v)", b, err)
 	}
 }
+
+// TestE2EExhaustedIncidentSurvivesAMedicRestart: an exhausted incident is
+// persisted in stateDir; a restarted medic restores it (same id, history)
+// and does not walk the ladder again while the alert still fires.
+func TestE2EExhaustedIncidentSurvivesAMedicRestart(t *testing.T) {
+	e := newE2E(t, "", `
+  nudge:
+    exec: {command: ["/bin/true"]}
+    backoff: {policy: constant, initial: 100ms, attempts: 1}
+    verify: 1s`, "nudge")
+	e.start()
+	e.fail()
+	before := e.waitIncident("exhausted", 30*time.Second).Incidents[0]
+	e.stop()
+
+	e.start()
+	e.eventually("the incident restored", 15*time.Second, func() bool {
+		s := e.status()
+		return len(s.Incidents) > 0 && s.Incidents[0].ID == before.ID && s.Incidents[0].State == "exhausted"
+	})
+	time.Sleep(2 * time.Second) // ten evaluation intervals with the alert firing
+	after := e.status().Incidents[0]
+	if len(after.Attempts) != len(before.Attempts) {
+		t.Fatalf("ladder walked again after the restart: %d attempts, was %d", len(after.Attempts), len(before.Attempts))
+	}
+	if n := countAudit(e.audit(), "RemediationStarted", "", ""); n != 1 {
+		t.Fatalf("%d RemediationStarted in the audit log across both runs, want 1", n)
+	}
+	if err := e.agent.SetMode(spireagent.Healthy()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitIncident("resolved", 30*time.Second)
+}

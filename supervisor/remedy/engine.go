@@ -107,6 +107,15 @@ type Options struct {
 	// KeepClosed is how many closed incidents /status keeps (default 100).
 	KeepClosed int
 	Metrics    *Metrics
+	// StatePath, when set, is where open incidents are persisted
+	// (atomically, on every state change) and restored from at start, so a
+	// restarted medic resumes a ladder at its step and leaves an exhausted
+	// incident alone instead of walking the ladder from step 1 again.
+	StatePath string
+	// RestoreGrace is how long after the first evaluation a restored
+	// incident waits for its alert to fire again (the rule's `for` starts
+	// over after a restart) before it is closed as resolved.
+	RestoreGrace time.Duration
 }
 
 // Engine owns all incidents.
@@ -122,6 +131,11 @@ type Engine struct {
 	wg      sync.WaitGroup
 	seq     uint64
 	stopped bool
+
+	// Persistence (Options.StatePath).
+	saveMu    sync.Mutex
+	restored  map[string]savedIncident // by alert key, until its alert fires again
+	restoreBy time.Time                // set at the first Observe
 }
 
 // New returns an Engine; call Start before Observe.
@@ -144,7 +158,8 @@ func New(o Options) *Engine {
 	if o.Budgets == nil {
 		o.Budgets, _ = LoadBudgets("")
 	}
-	e := &Engine{o: o, sems: map[string]chan struct{}{}, open: map[string]*incident{}, closing: map[*incident]bool{}}
+	e := &Engine{o: o, sems: map[string]chan struct{}{}, open: map[string]*incident{}, closing: map[*incident]bool{},
+		restored: loadIncidents(o.StatePath, o.Logger)}
 	for name := range o.Steps {
 		e.sems[name] = make(chan struct{}, 1)
 		o.Metrics.init(name)
@@ -173,6 +188,7 @@ type incident struct {
 	key    string
 	alert  string
 	ladder []string
+	rule   string        // the alert's rule name (= alert)
 	retry  time.Duration // Alert.RetryExhaustedAfter
 	start  time.Time
 	// done is closed when the alert resolves.
@@ -193,6 +209,7 @@ type incident struct {
 	running     bool
 	resolved    bool
 	finalized   bool
+	exhaustedAt time.Time // when the ladder was last exhausted
 }
 
 // Observe reconciles incidents with the alerts firing at now: new firing
@@ -200,15 +217,22 @@ type incident struct {
 // longer fires are resolved.
 func (e *Engine) Observe(now time.Time, firing []Alert) {
 	var toFinalize []*incident
+	changed := false
 	defer func() {
 		for _, inc := range toFinalize {
 			inc.finalize(now)
+		}
+		if changed {
+			e.save()
 		}
 	}()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx == nil || e.stopped {
 		return
+	}
+	if e.restoreBy.IsZero() {
+		e.restoreBy = now.Add(e.o.RestoreGrace)
 	}
 	seen := make(map[string]bool, len(firing))
 	for _, a := range firing {
@@ -229,20 +253,39 @@ func (e *Engine) Observe(now time.Time, firing []Alert) {
 			retry: a.RetryExhaustedAfter, round: 1, start: now, done: make(chan struct{}), labels: a.Labels, annotations: a.Annotations,
 			value: a.Value, state: StateRemediating, running: true,
 		}
+		from := 0
+		ev := inc.event(now, IncidentOpened, "", 0, 0, 0)
+		if sv, ok := e.restored[a.Key]; ok {
+			delete(e.restored, a.Key)
+			from = inc.restore(sv)
+			ev = inc.event(now, IncidentOpened, "", 0, 0, 0)
+			ev.Message = fmt.Sprintf("restored after medic restarted: %s at step %d of %v (round %d), opened %s",
+				sv.State, max(sv.Step, 1), inc.ladder, inc.round, sv.Start.UTC().Format(time.RFC3339))
+			ev.Details = map[string]any{"restored": true, "state": sv.State, "step": sv.Step}
+		}
 		e.open[a.Key] = inc
+		changed = true
 		e.o.Metrics.open.Inc()
-		e.emit(inc.event(now, IncidentOpened, "", 0, 0, 0))
+		e.emit(ev)
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			inc.run(e.ctx)
+			inc.run(e.ctx, from)
 		}()
+	}
+	if len(e.restored) > 0 && !now.Before(e.restoreBy) {
+		for key, sv := range e.restored {
+			delete(e.restored, key)
+			changed = true
+			e.closeRestoredLocked(now, sv)
+		}
 	}
 	for key, inc := range e.open {
 		if seen[key] {
 			continue
 		}
 		delete(e.open, key)
+		changed = true
 		e.closing[inc] = true
 		inc.mu.Lock()
 		inc.resolved = true
@@ -296,6 +339,7 @@ func (inc *incident) finalize(now time.Time) {
 	}
 	e.mu.Unlock()
 	e.emit(ev)
+	e.save()
 }
 
 func (inc *incident) isResolved() bool {
@@ -319,9 +363,11 @@ func (inc *incident) wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// run walks the ladder until the alert resolves, the ladder is exhausted
-// or ctx ends.
-func (inc *incident) run(ctx context.Context) {
+// run walks the ladder from step index from (0: step 1) until the alert
+// resolves, the ladder is exhausted (and, with retry, walks it again after
+// the cool-down) or ctx ends. An incident restored as exhausted starts in
+// the cool-down.
+func (inc *incident) run(ctx context.Context, from int) {
 	e := inc.e
 	defer func() {
 		inc.mu.Lock()
@@ -333,44 +379,70 @@ func (inc *incident) run(ctx context.Context) {
 		}
 	}()
 	for {
-		if !inc.walkLadder(ctx) {
+		inc.mu.Lock()
+		exhaustedAt := inc.exhaustedAt
+		inc.mu.Unlock()
+		if exhaustedAt.IsZero() {
+			if !inc.walkLadder(ctx, from) {
+				return
+			}
+			from = 0
+			exhaustedAt = inc.exhaust()
+		}
+		if inc.retry <= 0 {
+			return
+		}
+		if d := exhaustedAt.Add(inc.retry).Sub(e.o.Clock.Now()); d > 0 && !inc.wait(ctx, d) {
+			return
+		}
+		if ctx.Err() != nil || inc.isResolved() {
 			return
 		}
 		now := e.o.Clock.Now()
 		inc.mu.Lock()
-		inc.state = StateExhausted
-		ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
-		if inc.retry > 0 {
-			ev.Message = fmt.Sprintf("every step of the ladder %v was tried; walking it again in %s if the alert still fires", inc.ladder, inc.retry)
-		} else {
-			ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
-		}
-		inc.mu.Unlock()
-		e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted).Inc()
-		e.emit(ev)
-		if inc.retry <= 0 || !inc.wait(ctx, inc.retry) {
-			return
-		}
-		now = e.o.Clock.Now()
-		inc.mu.Lock()
-		inc.state, inc.round = StateRemediating, inc.round+1
-		ev = inc.eventLocked(now, IncidentRetried, "", 0, 0, 0)
+		inc.state, inc.round, inc.exhaustedAt = StateRemediating, inc.round+1, time.Time{}
+		ev := inc.eventLocked(now, IncidentRetried, "", 0, 0, 0)
 		ev.Message = fmt.Sprintf("still firing %s after the ladder was exhausted; walking it again from step 1 (round %d)", inc.retry, inc.round)
 		ev.Details = map[string]any{"round": inc.round}
 		inc.mu.Unlock()
 		e.emit(ev)
+		e.save()
 	}
 }
 
-// walkLadder runs the steps in order; true when every step escalated (the
-// ladder is exhausted), false when the alert resolved or ctx ended.
-func (inc *incident) walkLadder(ctx context.Context) bool {
+// exhaust marks the incident exhausted and reports it; it returns when.
+func (inc *incident) exhaust() time.Time {
+	e := inc.e
+	now := e.o.Clock.Now()
+	inc.mu.Lock()
+	inc.state, inc.exhaustedAt = StateExhausted, now
+	ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
+	if inc.retry > 0 {
+		ev.Message = fmt.Sprintf("every step of the ladder %v was tried; walking it again in %s if the alert still fires", inc.ladder, inc.retry)
+	} else {
+		ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
+	}
+	inc.mu.Unlock()
+	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted).Inc()
+	e.emit(ev)
+	e.save()
+	return now
+}
+
+// walkLadder runs the steps in order from index from; true when every step
+// escalated (the ladder is exhausted), false when the alert resolved or ctx
+// ended.
+func (inc *incident) walkLadder(ctx context.Context, from int) bool {
 	e := inc.e
 	for i, name := range inc.ladder {
+		if i < from {
+			continue
+		}
 		step := e.o.Steps[name]
 		inc.mu.Lock()
 		inc.step, inc.action = i+1, name
 		inc.mu.Unlock()
+		e.save()
 		if step == nil {
 			continue // config validation forbids this; be safe
 		}

@@ -1,0 +1,172 @@
+package remedy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"time"
+)
+
+// savedIncident is an open incident as persisted in stateDir/incidents.json.
+type savedIncident struct {
+	Key         string            `json:"key"`
+	ID          string            `json:"id"`
+	Alert       string            `json:"alert"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Ladder      []string          `json:"ladder"`
+	Start       time.Time         `json:"startedAt"`
+	State       string            `json:"state"`
+	Step        int               `json:"step"`
+	Round       int               `json:"round"`
+	ExhaustedAt time.Time         `json:"exhaustedAt,omitzero"`
+	FixedBy     string            `json:"fixedBy,omitempty"`
+	Attempts    []AttemptView     `json:"attempts,omitempty"`
+}
+
+type incidentFile struct {
+	Version   int             `json:"version"`
+	Incidents []savedIncident `json:"incidents"`
+}
+
+// keepAttempts bounds the attempts persisted per incident.
+const keepAttempts = 50
+
+// loadIncidents reads the persisted open incidents; a missing file is no
+// incidents, an unreadable one is logged and moved aside (never fatal: a
+// bad state file must not keep medic from starting).
+func loadIncidents(path string, log *slog.Logger) map[string]savedIncident {
+	out := map[string]savedIncident{}
+	if path == "" {
+		return out
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out
+	}
+	var f incidentFile
+	if err == nil {
+		err = json.Unmarshal(b, &f)
+	}
+	if err == nil && f.Version != 1 {
+		err = fmt.Errorf("unknown version %d", f.Version)
+	}
+	if err != nil {
+		bad := path + ".corrupt"
+		_ = os.Rename(path, bad)
+		log.Error("persisted incidents unreadable; starting without them", "path", path, "movedTo", bad, "err", err)
+		return out
+	}
+	for _, sv := range f.Incidents {
+		if sv.Key != "" {
+			out[sv.Key] = sv
+		}
+	}
+	if len(out) > 0 {
+		log.Info("incidents restored from the state dir; each resumes when its alert fires again", "count", len(out), "path", path)
+	}
+	return out
+}
+
+// save writes the open incidents (and restored ones not yet claimed) to
+// Options.StatePath. Callers hold no engine or incident lock.
+func (e *Engine) save() {
+	if e.o.StatePath == "" {
+		return
+	}
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	e.mu.Lock()
+	f := incidentFile{Version: 1, Incidents: make([]savedIncident, 0, len(e.open)+len(e.restored))}
+	for _, inc := range e.open {
+		f.Incidents = append(f.Incidents, inc.saved())
+	}
+	for _, sv := range e.restored {
+		f.Incidents = append(f.Incidents, sv)
+	}
+	e.mu.Unlock()
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err == nil {
+		err = WriteFileAtomic(e.o.StatePath, data, 0o600)
+	}
+	if err != nil {
+		e.o.Logger.Error("persisting incidents failed; they live in memory only", "path", e.o.StatePath, "err", err)
+	}
+}
+
+func (inc *incident) saved() savedIncident {
+	inc.mu.Lock()
+	defer inc.mu.Unlock()
+	att := inc.attempts
+	if len(att) > keepAttempts {
+		att = att[len(att)-keepAttempts:]
+	}
+	return savedIncident{Key: inc.key, ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels), Ladder: inc.ladder,
+		Start: inc.start, State: inc.state, Step: inc.step, Round: inc.round, ExhaustedAt: inc.exhaustedAt,
+		FixedBy: inc.fixedBy, Attempts: append([]AttemptView(nil), att...)}
+}
+
+// restore takes over a persisted incident's identity and history and
+// returns the ladder index to resume at. A ladder that changed since (the
+// config was edited) starts again from step 1.
+func (inc *incident) restore(sv savedIncident) (from int) {
+	inc.mu.Lock()
+	defer inc.mu.Unlock()
+	inc.id, inc.start, inc.round = sv.ID, sv.Start, max(sv.Round, 1)
+	inc.attempts = append([]AttemptView(nil), sv.Attempts...)
+	for i := range inc.attempts {
+		if inc.attempts[i].Result == "running" {
+			inc.attempts[i].Result, inc.attempts[i].Reason = ResultFailed, "interrupted"
+			inc.attempts[i].Message = "medic stopped during this attempt"
+		}
+	}
+	if !sameLadder(sv.Ladder, inc.ladder) {
+		return 0
+	}
+	if sv.State == StateExhausted && !sv.ExhaustedAt.IsZero() {
+		inc.state, inc.exhaustedAt, inc.step = StateExhausted, sv.ExhaustedAt, sv.Step
+		if inc.step > 0 && inc.step <= len(inc.ladder) {
+			inc.action = inc.ladder[inc.step-1]
+		}
+		return 0
+	}
+	if sv.Step >= 1 && sv.Step <= len(inc.ladder) {
+		return sv.Step - 1
+	}
+	return 0
+}
+
+func sameLadder(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// closeRestoredLocked closes a restored incident whose alert did not fire
+// again within RestoreGrace of medic's first evaluation.
+func (e *Engine) closeRestoredLocked(now time.Time, sv savedIncident) {
+	inc := &incident{e: e, id: sv.ID, key: sv.Key, alert: sv.Alert, ladder: sv.Ladder, start: sv.Start,
+		labels: sv.Labels, state: StateResolved, step: sv.Step, round: max(sv.Round, 1), ended: now,
+		attempts: sv.Attempts, finalized: true, done: make(chan struct{})}
+	close(inc.done)
+	e.closed = append(e.closed, inc)
+	if len(e.closed) > e.o.KeepClosed {
+		e.closed = e.closed[len(e.closed)-e.o.KeepClosed:]
+	}
+	ev := Event{Time: now, Type: IncidentResolved, IncidentID: sv.ID, Alert: sv.Alert, Labels: maps.Clone(sv.Labels),
+		Duration: now.Sub(sv.Start).Seconds(),
+		Message: fmt.Sprintf("restored after medic restarted, but the alert did not fire again within %s; closed as resolved",
+			e.o.RestoreGrace),
+		Details: map[string]any{"previousState": sv.State, "restored": true}}
+	e.o.Metrics.incidents.WithLabelValues(sv.Alert, StateResolved).Inc()
+	e.emit(ev)
+}
