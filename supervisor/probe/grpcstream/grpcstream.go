@@ -294,13 +294,16 @@ func (p *Probe) loop(ctx context.Context) {
 		if permanent {
 			delay = bo.AtCap()
 		}
+		// The timer is set before onWait reports the delay, so a test that
+		// advances a fake clock once it sees the delay cannot outrun it.
+		wait := p.clk.After(delay)
 		if p.onWait != nil {
 			p.onWait(delay, permanent)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.clk.After(delay):
+		case <-wait:
 		case reason := <-p.redial:
 			p.log.Info("redial requested while waiting to reconnect", "reason", reason)
 			bo = newReconnectBackoff(p.c.Backoff, p.clk)
