@@ -138,6 +138,11 @@ func TestBadFilterIsAConfigurationErrorNotAStorm(t *testing.T) {
 	if n := calls(s); n != 1 {
 		t.Fatalf("%d Watch calls before the cap", n)
 	}
+	// The commit ticker fired at the advance: wait until it is re-armed
+	// (beside the reconnect timer) so the next advance fires both.
+	if !clk.BlockUntil(2, 5*time.Second) {
+		t.Fatal("commit ticker not re-armed")
+	}
 	clk.Advance(time.Second)
 	h.waitValue(MetricErrors, 2, 5*time.Second, "code", CodeEOF)
 	if n, acc := calls(s), s.Stats().Accepted; n != 2 || acc != 2 {
