@@ -190,7 +190,10 @@ func TestRemediateDeadlinePropagation(t *testing.T) {
 			t.Fatalf("got %v %q %v, want DeadlineExceeded", o, res.Message, err)
 		}
 		got := <-seen
-		if got.IsZero() || got.After(want.Add(50*time.Millisecond)) {
+		// gRPC carries a timeout, not an instant: the plugin's deadline is
+		// later by the call's transit time (bounded generously for a
+		// loaded machine).
+		if got.IsZero() || got.After(want.Add(time.Second)) {
 			t.Fatalf("plugin deadline %v, want about %v", got, want)
 		}
 	})
