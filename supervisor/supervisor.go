@@ -187,7 +187,7 @@ func New(o Options) (*Supervisor, error) {
 			st.Fleet = &remedy.FleetLimit{Max: f.Max, Hold: f.Hold.D()}
 			st.FleetFailOpen = f.OnAPIError == config.FleetProceed
 			if o.Kube.Fleet() == nil {
-				o.Logger.Warn("fleet limit not enforced: not running in Kubernetes", "action", name)
+				o.Logger.Warn("fleet limit not enforced: not in Kubernetes, or POD_NAME/POD_NAMESPACE unset", "action", name)
 			}
 		}
 		steps[name] = st
