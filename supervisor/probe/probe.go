@@ -60,6 +60,22 @@ type Env struct {
 	Clock  clock.Clock
 }
 
+// ClockOrReal is Clock, or the wall clock when none is set.
+func (e Env) ClockOrReal() clock.Clock {
+	if e.Clock == nil {
+		return clock.Real{}
+	}
+	return e.Clock
+}
+
+// LoggerOrDiscard is Logger, or a logger that drops everything.
+func (e Env) LoggerOrDiscard() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
 // Kind is one probe type, keyed by its YAML key under probes[].
 type Kind struct {
 	// Name is the YAML key, e.g. "scrape".

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -123,7 +124,7 @@ func (inc *incident) restore(sv savedIncident) (from int) {
 			inc.attempts[i].Message = "medic stopped during this attempt"
 		}
 	}
-	if !sameLadder(sv.Ladder, inc.ladder) {
+	if !slices.Equal(sv.Ladder, inc.ladder) {
 		return 0
 	}
 	if sv.State == StateExhausted && !sv.ExhaustedAt.IsZero() {
@@ -137,18 +138,6 @@ func (inc *incident) restore(sv savedIncident) (from int) {
 		return sv.Step - 1
 	}
 	return 0
-}
-
-func sameLadder(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // closeRestoredLocked closes a restored incident whose alert did not fire

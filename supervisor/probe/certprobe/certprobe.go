@@ -36,7 +36,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -138,14 +137,8 @@ var _ probe.Probe = (*Probe)(nil)
 
 // New returns a cert probe.
 func New(c Config, env probe.Env) *Probe {
-	clk := env.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	clk := env.ClockOrReal()
+	log := env.LoggerOrDiscard()
 	return &Probe{c: c, clk: clk, state: probeutil.StateLog{Log: log.With("probe", env.Name)}}
 }
 

@@ -152,15 +152,9 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("grpcStream probe %s: %w", env.Name, err)
 	}
-	clk := env.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
+	clk := env.ClockOrReal()
 	// env.Logger already carries probe=<name> (the supervisor scopes it).
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := env.LoggerOrDiscard()
 	p := &Probe{
 		c:             c,
 		name:          env.Name,

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"github.com/medic-sidecar/medic/internal/tlsfiles"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -188,14 +187,8 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	clk := env.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	clk := env.ClockOrReal()
+	log := env.LoggerOrDiscard()
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil, ResponseHeaderTimeout: c.Timeout.D()}
 	if strings.HasPrefix(c.URL, "https:") {
 		tc, err := tlsConfig(c.TLS)

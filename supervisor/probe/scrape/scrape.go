@@ -193,8 +193,8 @@ func New(c Config, env probe.Env) (*Probe, error) {
 		c:       c,
 		url:     u.Redacted(),
 		timeout: c.EffectiveTimeout(),
-		log:     env.Logger,
-		clk:     env.Clock,
+		log:     env.LoggerOrDiscard(),
+		clk:     env.ClockOrReal(),
 		symbols: labels.NewSymbolTable(),
 		seed:    maphash.MakeSeed(),
 		seen:    map[uint64]uint32{},
@@ -206,13 +206,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 		duration: newOwn(MetricDuration),
 		samples:  newOwn(MetricSamples),
 	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
 	p.log = p.log.With("url", p.url) // the supervisor's logger already carries probe=<name>
-	if p.clk == nil {
-		p.clk = clock.Real{}
-	}
 	for r := range numReasons {
 		p.failOwn[r] = newOwn(MetricFailures, "reason", r.String())
 	}

@@ -32,10 +32,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,12 +78,7 @@ type Config struct {
 }
 
 // path is Path without a unix:// scheme.
-func (c *Config) path() string {
-	if len(c.Path) > len("unix://") && c.Path[:len("unix://")] == "unix://" {
-		return c.Path[len("unix://"):]
-	}
-	return c.Path
-}
+func (c *Config) path() string { return strings.TrimPrefix(c.Path, "unix://") }
 
 // Validate reports every problem.
 func (c *Config) Validate() error {
@@ -136,14 +131,8 @@ var _ probe.Probe = (*Probe)(nil)
 
 // New returns a socket probe.
 func New(c Config, env probe.Env) *Probe {
-	clk := env.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	clk := env.ClockOrReal()
+	log := env.LoggerOrDiscard()
 	if c.Handshake == "" {
 		c.Handshake = HandshakeNone
 	}
@@ -200,7 +189,7 @@ func http2Handshake(ctx context.Context, conn net.Conn) error {
 	}
 	var hdr [9]byte
 	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
-		if isTimeout(err) {
+		if probeutil.IsTimeout(err) {
 			return errNoHandshake
 		}
 		return fmt.Errorf("read server preface: %w", err)
@@ -258,17 +247,12 @@ func Reason(err error) string {
 		return "permission denied"
 	case errors.Is(err, syscall.EAGAIN):
 		return "backlog full"
-	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+	case errors.Is(err, context.DeadlineExceeded), probeutil.IsTimeout(err):
 		return "timeout"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
 		return "closed by server"
 	}
 	return err.Error()
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // String describes the probe.

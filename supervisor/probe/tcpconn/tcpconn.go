@@ -160,13 +160,7 @@ type counters struct {
 
 // New builds a tcpconn probe from a validated config.
 func New(c Config, env probe.Env) (*Probe, error) {
-	p := &Probe{c: c, clk: env.Clock, log: env.Logger}
-	if p.clk == nil {
-		p.clk = clock.Real{}
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
+	p := &Probe{c: c, clk: env.ClockOrReal(), log: env.LoggerOrDiscard()}
 	p.log = p.log.With("probe", env.Name, "kind", Kind)
 	for _, s := range c.Peers {
 		t, err := sockdiag.ParseTarget(s, true)

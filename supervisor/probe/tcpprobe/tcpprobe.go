@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"syscall"
@@ -90,14 +89,8 @@ var _ probe.Probe = (*Probe)(nil)
 
 // New returns a tcp probe.
 func New(c Config, env probe.Env) *Probe {
-	clk := env.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	clk := env.ClockOrReal()
+	log := env.LoggerOrDiscard()
 	return &Probe{c: c, clk: clk, state: probeutil.StateLog{Log: log.With("probe", env.Name, "address", c.Address)}}
 }
 
@@ -157,7 +150,7 @@ func Reason(err error) string {
 		return ""
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
-	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+	case errors.Is(err, context.DeadlineExceeded), probeutil.IsTimeout(err):
 		return "timeout"
 	case errors.As(err, &dnsErr):
 		if dnsErr.IsNotFound {
@@ -172,11 +165,6 @@ func Reason(err error) string {
 		msg = msg[i+2:]
 	}
 	return msg
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // String describes the probe.

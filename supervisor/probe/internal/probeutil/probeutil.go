@@ -1,10 +1,12 @@
-// Package probeutil holds what the reachability probes (tcp, http, cert)
-// share: logging a repeating failure once per state change, and series
-// labels.
+// Package probeutil holds what the reachability probes (tcp, socket, http,
+// cert) share: logging a repeating failure once per state change, series
+// labels, and classifying a dial timeout.
 package probeutil
 
 import (
+	"errors"
 	"log/slog"
+	"net"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -54,4 +56,10 @@ func (s *StateLog) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.Log
+}
+
+// IsTimeout reports whether err is a net.Error timeout.
+func IsTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
