@@ -188,7 +188,6 @@ type incident struct {
 	key    string
 	alert  string
 	ladder []string
-	rule   string        // the alert's rule name (= alert)
 	retry  time.Duration // Alert.RetryExhaustedAfter
 	start  time.Time
 	// done is closed when the alert resolves.
@@ -254,11 +253,13 @@ func (e *Engine) Observe(now time.Time, firing []Alert) {
 			value: a.Value, state: StateRemediating, running: true,
 		}
 		from := 0
-		ev := inc.event(now, IncidentOpened, "", 0, 0, 0)
-		if sv, ok := e.restored[a.Key]; ok {
+		sv, restored := e.restored[a.Key]
+		if restored {
 			delete(e.restored, a.Key)
 			from = inc.restore(sv)
-			ev = inc.event(now, IncidentOpened, "", 0, 0, 0)
+		}
+		ev := inc.event(now, IncidentOpened, "", 0, 0, 0)
+		if restored {
 			ev.Message = fmt.Sprintf("restored after medic restarted: %s at step %d of %v (round %d), opened %s",
 				sv.State, max(sv.Step, 1), inc.ladder, inc.round, sv.Start.UTC().Format(time.RFC3339))
 			ev.Details = map[string]any{"restored": true, "state": sv.State, "step": sv.Step}
