@@ -33,6 +33,11 @@ type Config struct {
 	GracePeriod cfg.Duration `yaml:"gracePeriod" json:"gracePeriod,omitempty"` // then SIGKILL
 	All         bool         `yaml:"all" json:"all,omitempty"`                 // allow more than one match
 	ProcRoot    string       `yaml:"procRoot" json:"procRoot,omitempty"`       // default /proc
+	// Scope limits the processes signal mode may pick: "pod" (only those in
+	// medic's own pod, by cgroup; an error when medic cannot place its pod),
+	// "any" (every process the procfs root shows), or empty: "pod" when
+	// medic finds itself in a pod, else "any".
+	Scope string `yaml:"scope" json:"scope,omitempty"`
 
 	// probe: how long /livez/agent answers 503. Zero derives it from the
 	// agent container's livenessProbe: failureThreshold × periodSeconds + one period.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,6 +21,22 @@ import (
 // ModeSignal signals the agent process in the pod's shared process
 // namespace; the kubelet restarts the container when it exits.
 const ModeSignal = "signal"
+
+// Scopes of signal mode: which processes it may pick.
+const (
+	// ScopePod: only processes in medic's own pod (by /proc/PID/cgroup),
+	// the default in a pod. With hostPID (the SPIRE chart's agent pod) every
+	// process of the node is visible; a same-named agent of another pod is
+	// never signalled.
+	ScopePod = "pod"
+	// ScopeAny: every process the procfs root shows.
+	ScopeAny = "any"
+)
+
+// EnvPodUID names medic's pod UID (Downward API: metadata.uid). It
+// confirms the pod found in /proc/self/cgroup, and is required when medic
+// runs in its own cgroup namespace (cgroup v2), whose view hides the UID.
+const EnvPodUID = "POD_UID"
 
 // Signal-mode timings that are not configurable.
 const (
@@ -56,6 +73,7 @@ var fieldModes = []struct {
 	{"cmdline", []string{ModeSignal}, func(c *Config) bool { return c.Cmdline != "" }},
 	{"pidFile", []string{ModeSignal}, func(c *Config) bool { return c.PidFile != "" }},
 	{"all", []string{ModeSignal}, func(c *Config) bool { return c.All }},
+	{"scope", []string{ModeSignal}, func(c *Config) bool { return c.Scope != "" }},
 	{"hold", []string{ModeProbe}, func(c *Config) bool { return c.Hold != 0 }},
 	{"namespace", []string{"pod", "rollout"}, func(c *Config) bool { return c.Namespace != "" }},
 	{"pod", []string{"pod", "rollout"}, func(c *Config) bool { return c.Pod != "" }},
@@ -98,6 +116,11 @@ func validateSignal(c *Config) error {
 	if c.ProcRoot == "" {
 		errs = append(errs, cfg.Errorf("procRoot", "must not be empty"))
 	}
+	switch c.Scope {
+	case "", ScopePod, ScopeAny:
+	default:
+		errs = append(errs, cfg.Errorf("scope", "must be %s or %s (or unset: %s when medic is in a pod), not %q", ScopePod, ScopeAny, ScopePod, c.Scope))
+	}
 	return errors.Join(errs...)
 }
 
@@ -120,6 +143,7 @@ func buildSignal(c *Config, env actions.Env) (actions.Action, error) {
 	}
 	return &SignalAction{
 		sel: sel, sig: sig, grace: c.GracePeriod.D(), all: c.All, root: c.ProcRoot,
+		scope: c.Scope, podUID: os.Getenv(EnvPodUID), self: "self",
 		clk: clk, log: log.With("action", env.Name, "mode", ModeSignal),
 	}, nil
 }
@@ -136,6 +160,11 @@ type SignalAction struct {
 	root  string
 	clk   clock.Clock
 	log   *slog.Logger
+	// scope, podUID (POD_UID) and self (medic's PID under root: "self")
+	// place medic's pod; see Config.Scope.
+	scope  string
+	podUID string
+	self   string
 }
 
 var _ actions.Action = (*SignalAction)(nil)
@@ -143,7 +172,12 @@ var _ actions.Action = (*SignalAction)(nil)
 // Run performs one restart attempt.
 func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.Result, error) {
 	var res actions.Result
-	targets, err := proc.Find(a.root, a.sel)
+	sel, err := a.selector()
+	if err != nil {
+		res.Message = err.Error()
+		return res, actions.Permanent(err)
+	}
+	targets, err := proc.Find(a.root, sel)
 	switch {
 	case errors.Is(err, proc.ErrNoMatch):
 		res.Message = "agent not running"
@@ -175,7 +209,7 @@ func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.R
 			a.log.Info("agent exited before it was signalled", "pid", p.PID)
 		case errors.Is(err, syscall.EPERM):
 			res.Message = "permission denied"
-			return res, actions.Permanent(fmt.Errorf("%w (medic needs shareProcessNamespace: true and CAP_KILL, or the agent's user)", err))
+			return res, actions.Permanent(fmt.Errorf("%w (medic needs to see the agent — shareProcessNamespace or hostPID — and CAP_KILL, or the agent's user)", err))
 		case err != nil:
 			res.Message = err.Error()
 			return res, err
@@ -223,6 +257,24 @@ func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.R
 	}
 	res.Message = fmt.Sprintf("%s: %s; exited after %s", describe(targets), how, took.Round(time.Millisecond))
 	return res, nil
+}
+
+// selector is the configured selector, restricted to medic's pod unless
+// scope is "any". A pod that cannot be placed is an error (never "any").
+func (a *SignalAction) selector() (proc.Selector, error) {
+	sel := a.sel
+	if a.scope == ScopeAny {
+		return sel, nil
+	}
+	pod, err := proc.OwnPod(a.root, a.self, a.podUID)
+	switch {
+	case err != nil:
+		return sel, fmt.Errorf("scope %s: %w (set %s from the Downward API, or scope: %s)", ScopePod, err, EnvPodUID, ScopeAny)
+	case pod == nil && a.scope == ScopePod:
+		return sel, fmt.Errorf("scope %s: medic is not in a pod (no pod in %s/%s/cgroup, %s unset)", ScopePod, a.root, a.self, EnvPodUID)
+	}
+	sel.Pod = pod
+	return sel, nil
 }
 
 // waitGone waits until every process in ps is gone or d (on the action's

@@ -193,6 +193,10 @@ type Selector struct {
 	Cmdline *regexp.Regexp
 	// PidFile names a file holding the PID.
 	PidFile string
+	// Pod, when set, restricts the selection to processes in that pod
+	// (OwnPod): with hostPID every process of the node is visible, and a
+	// same-named process of another pod must never be picked.
+	Pod *Pod
 }
 
 // String describes the selector for messages: `process="spire-agent"`.
@@ -270,8 +274,14 @@ func Find(root string, sel Selector) ([]Process, error) {
 		}
 	}
 	var out []Process
-	var refused []string
+	var refused, elsewhere []string
 	for _, p := range cand {
+		if sel.Pod != nil {
+			if in, why := sel.Pod.Contains(root, p.PID); !in {
+				elsewhere = append(elsewhere, fmt.Sprintf("%s %s", p, why))
+				continue
+			}
+		}
 		if why, ok := protected[p.PID]; ok {
 			refused = append(refused, fmt.Sprintf("%s is %s", p, why))
 			continue
@@ -280,6 +290,9 @@ func Find(root string, sel Selector) ([]Process, error) {
 	}
 	if len(out) == 0 && len(refused) > 0 {
 		return nil, fmt.Errorf("%w: %s matches only %s", ErrProtected, sel, strings.Join(refused, ", "))
+	}
+	if len(out) == 0 && len(elsewhere) > 0 {
+		return nil, fmt.Errorf("%w %s in %s: %d outside it (%s)", ErrNoMatch, sel, sel.Pod, len(elsewhere), strings.Join(elsewhere, "; "))
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w %s in %s", ErrNoMatch, sel, root)
