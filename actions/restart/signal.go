@@ -266,6 +266,9 @@ func (a *SignalAction) selector() (proc.Selector, error) {
 	if a.scope == ScopeAny {
 		return sel, nil
 	}
+	if err := proc.VerifyRoot(a.root); err != nil {
+		return sel, fmt.Errorf("find agent: %w", err)
+	}
 	pod, err := proc.OwnPod(a.root, a.self, a.podUID)
 	switch {
 	case err != nil:
