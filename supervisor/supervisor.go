@@ -87,6 +87,7 @@ type probeRunner struct {
 	p          probe.Probe
 	app        probe.Appender
 	committed  atomic.Bool
+	health     probeHealth
 }
 
 // probeSet finds running probes by name for actions (reconnect probe:).
@@ -337,7 +338,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // runProbe runs a probe, restarting it with a capped backoff if it fails
 // or panics; a broken probe never takes medic down.
 func (s *Supervisor) runProbe(ctx context.Context, pr *probeRunner) {
-	app := &trackingAppender{Appender: pr.app, first: &pr.committed}
+	app := &trackingAppender{Appender: pr.app, first: &pr.committed, health: &pr.health}
 	delay := time.Second
 	for {
 		err := func() (err error) {
@@ -355,6 +356,7 @@ func (s *Supervisor) runProbe(ctx context.Context, pr *probeRunner) {
 			err = errors.New("probe returned without an error")
 		}
 		s.log.Error("probe stopped; restarting", "probe", pr.name, "err", err, "in", delay)
+		pr.health.restarted(s.clk.Now(), err)
 		select {
 		case <-ctx.Done():
 			return
@@ -364,12 +366,19 @@ func (s *Supervisor) runProbe(ctx context.Context, pr *probeRunner) {
 	}
 }
 
-var _ probe.CounterAppender = (*trackingAppender)(nil)
+var (
+	_ probe.CounterAppender = (*trackingAppender)(nil)
+	_ probe.ErrorRecorder   = (*trackingAppender)(nil)
+)
 
 type trackingAppender struct {
 	probe.Appender
-	first *atomic.Bool
+	first  *atomic.Bool
+	health *probeHealth
 }
+
+// RecordError keeps the probe's reported failure for /status.
+func (t *trackingAppender) RecordError(reason string) { t.health.report(reason) }
 
 // AddCounterRaw keeps the store's zero-start of new counters reachable
 // through the wrapper (probe.CounterAppender).
@@ -383,6 +392,7 @@ func (t *trackingAppender) AddCounterRaw(key []byte, mk func() labels.Labels, v 
 
 func (t *trackingAppender) Commit(now time.Time) (int, error) {
 	n, err := t.Appender.Commit(now)
+	t.health.commit(now)
 	t.first.Store(true)
 	return n, err
 }
@@ -486,6 +496,13 @@ type ProbeStatus struct {
 	Samples  float64            `json:"samples"`
 	Duration float64            `json:"durationSeconds"`
 	Values   map[string]float64 `json:"values,omitempty"`
+	// LastError is the probe's most recent failure (kept after it recovers).
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// FailingSince is when the current run of failed checks began; zero while the last check succeeded.
+	FailingSince time.Time `json:"failingSince,omitzero"`
+	// Restarts counts how often the probe stopped and was restarted.
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // Status is the /status document.
@@ -504,6 +521,8 @@ type Status struct {
 	Plugins   []plugins.Status      `json:"plugins,omitempty"`
 	Budgets   []BudgetStatus        `json:"budgets,omitempty"`
 	Fleet     []FleetStatus         `json:"fleet,omitempty"`
+	// Summary counts what needs attention (the page's banner).
+	Summary Summary `json:"summary"`
 }
 
 // FleetStatus is one action's fleet limit on /status.
@@ -544,13 +563,11 @@ func (s *Supervisor) Status() Status {
 			break
 		}
 	}
-	for _, r := range st.Rules {
-		st.Alerts = append(st.Alerts, r.Active...)
-	}
 	own := s.store.Latest(func(n string) bool { return strings.HasPrefix(n, "medic_") })
 	byProbe := map[string]*ProbeStatus{}
 	for _, pr := range s.probes {
 		ps := &ProbeStatus{Name: pr.name, Kind: pr.kind, Values: map[string]float64{}}
+		pr.health.fill(ps)
 		byProbe[pr.name] = ps
 	}
 	for _, pt := range own {
@@ -580,6 +597,7 @@ func (s *Supervisor) Status() Status {
 		st.Probes = append(st.Probes, *byProbe[pr.name])
 	}
 	sort.SliceStable(st.Probes, func(i, j int) bool { return st.Probes[i].Name < st.Probes[j].Name })
+	s.explain(&st)
 	return st
 }
 

@@ -53,6 +53,26 @@ type CounterAppender interface {
 	AddCounterRaw(key []byte, mk func() labels.Labels, v float64)
 }
 
+// ErrorRecorder is implemented by appenders that keep a probe's last
+// failure for /status (the supervisor's does), so an operator sees why a
+// probe is down without reading the log.
+type ErrorRecorder interface {
+	// RecordError is why this batch's check failed; "" means it succeeded.
+	RecordError(reason string)
+}
+
+// ReportError tells app why the check of the open batch failed (nil: it
+// succeeded). Call it before Commit; appenders that keep no status ignore it.
+func ReportError(app Appender, err error) {
+	if r, ok := app.(ErrorRecorder); ok {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		r.RecordError(msg)
+	}
+}
+
 // Env is what the supervisor hands a probe kind when it builds one.
 type Env struct {
 	Name   string // the probe's name in config

@@ -57,6 +57,9 @@ type Alert struct {
 	ResolvedAt  time.Time         `json:"resolvedAt,omitzero"`
 	// KeepFiringSince is when the condition stopped while keep_firing_for held the alert.
 	KeepFiringSince time.Time `json:"keepFiringSince,omitzero"`
+	// Incident is the ID of the incident remediating this alert (set by
+	// the supervisor for /status; empty when none is open).
+	Incident string `json:"incident,omitempty"`
 }
 
 // LabelMap returns the labels as a map.
@@ -91,6 +94,8 @@ type Rule struct {
 	LastError error
 	// LastEval is the time of the last evaluation.
 	LastEval time.Time
+	// LastEvalDuration is how long the last evaluation took.
+	LastEvalDuration time.Duration
 }
 
 // NewRule compiles a rule's templates.

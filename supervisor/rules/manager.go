@@ -157,7 +157,9 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) []Transition {
 	var out []Transition
 	for _, r := range m.rules {
 		prev := r.LastError
+		began := time.Now()
 		tr, err := r.Eval(ctx, ts, m.eng.Query)
+		r.LastEvalDuration = time.Since(began)
 		if err != nil {
 			m.evalErrors.WithLabelValues(r.Name).Inc()
 			if prev == nil || prev.Error() != err.Error() {
@@ -192,6 +194,13 @@ type RuleStatus struct {
 	Error    string    `json:"error,omitempty"`
 	LastEval time.Time `json:"lastEvaluation,omitzero"`
 	Active   []Alert   `json:"active"`
+	// EvalSeconds is how long the last evaluation took.
+	EvalSeconds   float64           `json:"evaluationSeconds"`
+	KeepFiringFor string            `json:"keepFiringFor,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+	// Ladder is the rule's remediation ladder (filled in by the supervisor).
+	Ladder []string `json:"ladder,omitempty"`
 }
 
 // Status returns every rule with its active alerts.
@@ -200,7 +209,11 @@ func (m *Manager) Status() []RuleStatus {
 	defer m.mu.Unlock()
 	out := make([]RuleStatus, 0, len(m.rules))
 	for _, r := range m.rules {
-		rs := RuleStatus{Alert: r.Name, Expr: r.Expr, For: r.For.String(), Health: "ok", LastEval: r.LastEval, Active: r.Active()}
+		rs := RuleStatus{Alert: r.Name, Expr: r.Expr, For: r.For.String(), Health: "ok", LastEval: r.LastEval, Active: r.Active(),
+			EvalSeconds: r.LastEvalDuration.Seconds(), Labels: r.Labels, Annotations: r.Annotations}
+		if r.KeepFiringFor > 0 {
+			rs.KeepFiringFor = r.KeepFiringFor.String()
+		}
 		if r.LastEval.IsZero() {
 			rs.Health = "unknown"
 		}

@@ -4,10 +4,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -93,21 +93,29 @@ func check(f func() (bool, string)) http.HandlerFunc {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	doc := s.o.Status()
-	if wantsHTML(r) {
-		b, _ := json.Marshal(doc)
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := statusPage.Execute(w, m); err != nil {
-			s.o.Logger.Warn("rendering status page", "err", err)
-		}
+	b, err := json.MarshalIndent(s.o.Status(), "", "  ")
+	if err != nil {
+		s.o.Logger.Error("encoding /status", "err", err)
+		http.Error(w, "encoding /status: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(doc)
+	if !wantsHTML(r) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(b, '\n'))
+		return
+	}
+	var m map[string]any
+	var page bytes.Buffer
+	if err = json.Unmarshal(b, &m); err == nil {
+		err = statusPage.Execute(&page, m)
+	}
+	if err != nil {
+		s.o.Logger.Error("rendering /status", "err", err)
+		http.Error(w, "rendering /status: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(page.Bytes())
 }
 
 func wantsHTML(r *http.Request) bool {
@@ -124,49 +132,3 @@ func (a slogAdapter) Println(v ...any) {
 		a.l.Error("metrics handler", "err", v)
 	}
 }
-
-var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"json": func(v any) string { b, _ := json.MarshalIndent(v, "", "  "); return string(b) },
-	// ts shortens an RFC 3339 timestamp from the JSON document for people.
-	"ts": func(v any) string {
-		s, _ := v.(string)
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil || t.IsZero() {
-			return s
-		}
-		return t.UTC().Format("2006-01-02 15:04:05.000Z")
-	},
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>medic status</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.firing,.failed,.exhausted{color:#b00020;font-weight:600}.pending,.suppressed{color:#a06000}
-.ok,.resolved,.succeeded,.up{color:#0a7a2f}pre{margin:0;white-space:pre-wrap;word-break:break-all;max-width:60em}td:last-child{max-width:60em;overflow-wrap:anywhere}
-</style></head><body>
-<h1>medic</h1>
-<p>version {{.version}} · started {{ts .startedAt}} · dry run: {{.dryRun}} · paused: {{.paused}} · <a href="/status?format=json">JSON</a> · <a href="/metrics">metrics</a></p>
-<h2>Probes</h2>
-<table><tr><th>probe</th><th>kind</th><th>up</th><th>last</th><th>samples</th><th>duration (s)</th></tr>
-{{range .probes}}<tr><td>{{.name}}</td><td>{{.kind}}</td><td class="{{if eq .up 1.0}}up{{else}}failed{{end}}">{{.up}}</td><td>{{ts .lastSeen}}</td><td>{{.samples}}</td><td>{{.durationSeconds}}</td></tr>{{end}}
-</table>
-{{if .budgets}}<h2>Budgets</h2>
-<table><tr><th>action</th><th>used</th><th>window</th><th>next free run</th></tr>
-{{range .budgets}}<tr><td>{{.action}}</td><td class="{{if ge .used .max}}failed{{else}}ok{{end}}">{{.used}}/{{.max}}</td><td>{{.window}}</td><td>{{ts .nextFreeAt}}</td></tr>{{end}}
-</table>{{end}}
-{{if .fleet}}<h2>Fleet limits</h2>
-<table><tr><th>action</th><th>max</th><th>hold</th><th>held here</th><th>enforced</th></tr>
-{{range .fleet}}<tr><td>{{.action}}</td><td>{{.max}}</td><td>{{.hold}}</td><td>{{.held}}</td><td class="{{if .enforced}}ok{{else}}suppressed{{end}}">{{if .enforced}}yes (Leases){{else}}no (not in Kubernetes){{end}}</td></tr>{{end}}
-</table>{{end}}
-<h2>Alerts</h2>
-<table><tr><th>alert</th><th>state</th><th>labels</th><th>value</th><th>active since</th></tr>
-{{range .alerts}}<tr><td>{{.alert}}</td><td class="{{.state}}">{{.state}}</td><td>{{range $k, $v := .labels}}{{$k}}={{$v}} {{end}}</td><td>{{.value}}</td><td>{{ts .activeAt}}</td></tr>{{else}}<tr><td colspan="5">none</td></tr>{{end}}
-</table>
-<h2>Incidents</h2>
-{{range .incidents}}<h3>{{.alert}} <span class="{{.state}}">{{.state}}</span> <small>{{.id}}</small></h3>
-<p>started {{ts .startedAt}}{{if .endedAt}} · ended {{ts .endedAt}}{{end}}{{if .fixedBy}} · fixed by {{.fixedBy}}{{end}}{{if gt .round 1.0}} · round {{.round}}{{end}} · ladder {{range .ladder}}{{.}} {{end}}</p>
-<table><tr><th>step</th><th>action</th><th>attempt</th><th>started</th><th>result</th><th>reason</th><th>message / output</th></tr>
-{{range .attempts}}<tr><td>{{.step}}</td><td>{{.action}}</td><td>{{.attempt}}/{{.maxAttempts}}</td><td>{{ts .startedAt}}</td><td class="{{.result}}">{{.result}}</td><td>{{.reason}}</td><td>{{.message}}{{if .output}}<pre>{{.output}}</pre>{{end}}</td></tr>{{end}}
-</table>{{else}}<p>none</p>{{end}}
-</body></html>
-`))

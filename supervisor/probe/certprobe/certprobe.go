@@ -203,6 +203,7 @@ func (p *Probe) record(app probe.Appender, now time.Time, chains []Chain, err er
 		p.state.Up("certificates", countCerts(chains))
 	}
 	app.Add(probeutil.Series(probeutil.MetricUp), up)
+	probe.ReportError(app, err)
 	_, _ = app.Commit(now)
 }
 

@@ -2,6 +2,7 @@ package grpcstream
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -112,6 +113,7 @@ func (p *Probe) commit(app probe.Appender, sc *sampleCache) {
 	since := p.connectedSince
 	reconnects := p.reconnects
 	health := p.health
+	lastErr, phase := p.lastErr, p.phase
 	if sc.errs == nil {
 		sc.errs = map[string]*series{}
 	}
@@ -137,6 +139,16 @@ func (p *Probe) commit(app probe.Appender, sc *sampleCache) {
 		}
 		add(app, sUp, b2f(up))
 		add(app, sProbeUp, b2f(probeUp))
+		var failure error
+		switch {
+		case !up && lastErr != "":
+			failure = errors.New(lastErr)
+		case !up:
+			failure = errors.New("stream " + phase.String())
+		case !probeUp:
+			failure = errors.New("health " + health.String())
+		}
+		probe.ReportError(app, failure)
 	}
 	add(app, sLastMessage, float64(p.lastMessage.Load())/1e9)
 	addCounter(app, sMessages, float64(p.messages.Load()))

@@ -298,13 +298,15 @@ func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
 		if ctx.Err() != nil {
 			return
 		}
-		up := 0.0
+		up, failure := 0.0, error(nil)
 		if r.Up {
 			up = 1
 			p.state.Up("status", r.Status)
 		} else {
 			p.state.Down(r.Reason, "body", r.Body)
+			failure = errors.New(r.Reason)
 		}
+		probe.ReportError(app, failure)
 		app.Add(probeutil.Series(probeutil.MetricUp), up)
 		app.Add(probeutil.Series(MetricStatus), float64(r.Status))
 		app.Add(probeutil.Series(probeutil.MetricDuration), r.Duration.Seconds())

@@ -271,6 +271,11 @@ func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 	for r := range numReasons {
 		app.AddRaw(p.failOwn[r].key, p.failOwn[r].mk, p.failures[r])
 	}
+	if err != nil { // a nil *Error is not a nil error
+		probe.ReportError(app, err)
+	} else {
+		probe.ReportError(app, nil)
+	}
 	if _, cerr := app.Commit(now); cerr != nil {
 		p.log.Error("commit scrape samples", "err", cerr)
 	}

@@ -198,11 +198,13 @@ func (p *Probe) observe(ctx context.Context, app probe.Appender, now time.Time) 
 		}
 		p.setUp(false, err)
 		app.Add(labels.FromStrings(labels.MetricName, MetricUp), 0)
+		probe.ReportError(app, err)
 		_, _ = app.Commit(now)
 		return
 	}
 	p.setUp(true, nil)
 	app.Add(labels.FromStrings(labels.MetricName, MetricUp), 1)
+	probe.ReportError(app, nil)
 	for _, pr := range p.peers {
 		pr.observe(app, socks, own)
 	}

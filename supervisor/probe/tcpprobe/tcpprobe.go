@@ -138,6 +138,7 @@ func (p *Probe) record(app probe.Appender, now time.Time, r Result) {
 	}
 	app.Add(probeutil.Series(probeutil.MetricUp), up)
 	app.Add(probeutil.Series(probeutil.MetricDuration), r.Duration.Seconds())
+	probe.ReportError(app, r.Err)
 	_, _ = app.Commit(now)
 }
 
