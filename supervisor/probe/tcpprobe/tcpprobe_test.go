@@ -57,6 +57,9 @@ func TestDownUpDown(t *testing.T) {
 	if _, ok := h.Value("medic_probe_duration_seconds", "probe", "spire-server"); !ok {
 		t.Fatal("no duration while down")
 	}
+	if e, _ := h.LastError(); !strings.Contains(e, "connection refused") || !strings.Contains(e, addr) {
+		t.Fatalf("reported error %q, want the dial error", e)
+	}
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -70,6 +73,9 @@ func TestDownUpDown(t *testing.T) {
 	}
 	if v, ok := h.Value(MetricConnect); !ok || v <= 0 || v > 1 {
 		t.Fatalf("connect seconds %v %v", v, ok)
+	}
+	if e, ok := h.LastError(); !ok || e != "" {
+		t.Fatalf("reported error %q,%v while up", e, ok)
 	}
 
 	ln.Close()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/store"
@@ -24,6 +26,7 @@ type Harness struct {
 	Store    *store.Store
 	Logs     *Logs
 	interval time.Duration
+	errs     *errorRecorder
 }
 
 // Start runs build's probe until the test ends and returns after its
@@ -34,7 +37,8 @@ func Start(t testing.TB, name string, interval time.Duration, build func(env pro
 	p := build(probe.Env{Name: name, Clock: h.Clock, Logger: slog.New(h.Logs)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, h.Store.Appender(name)) }()
+	h.errs = &errorRecorder{Appender: h.Store.Appender(name)}
+	go func() { done <- p.Run(ctx, h.errs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -87,6 +91,35 @@ func (h *Harness) Value(metric string, pairs ...string) (float64, bool) {
 		return 0, false
 	}
 	return found[0].V, true
+}
+
+// LastError is what the probe last reported through probe.ReportError
+// ("" for success); ok is false when it never reported.
+func (h *Harness) LastError() (reason string, ok bool) {
+	h.errs.mu.Lock()
+	defer h.errs.mu.Unlock()
+	if h.errs.last == nil {
+		return "", false
+	}
+	return *h.errs.last, true
+}
+
+// errorRecorder keeps the probe's reports beside the real store appender.
+type errorRecorder struct {
+	probe.Appender
+	mu   sync.Mutex
+	last *string
+}
+
+func (e *errorRecorder) RecordError(reason string) {
+	e.mu.Lock()
+	e.last = &reason
+	e.mu.Unlock()
+}
+
+// AddCounterRaw keeps the store's counter zero-start reachable.
+func (e *errorRecorder) AddCounterRaw(key []byte, mk func() labels.Labels, v float64) {
+	e.Appender.(probe.CounterAppender).AddCounterRaw(key, mk, v)
 }
 
 // Series lists the live series named metric.
