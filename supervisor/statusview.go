@@ -3,9 +3,31 @@ package supervisor
 import (
 	"fmt"
 	"maps"
+	"net/http"
+	"runtime"
 
+	"github.com/medic-sidecar/medic/supervisor/api"
+	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/rules"
 )
+
+// api is the Prometheus-compatible HTTP API on the store, answered by the
+// engine the rules run on.
+func (s *Supervisor) api() http.Handler {
+	eng, q := s.engine.PromQL()
+	return api.New(api.Options{Engine: eng, Queryable: q, Parser: config.ExprParser, Rules: s.rulesWithLadders,
+		EvaluationInterval: s.cfg.EvaluationInterval.D(), Now: s.clk.Now, Version: Version, GoVersion: runtime.Version(),
+		Logger: s.log.With("component", "api")})
+}
+
+// rulesWithLadders is the rules' status with each rule's ladder.
+func (s *Supervisor) rulesWithLadders() []rules.RuleStatus {
+	rs := s.mgr.Status()
+	for i := range rs {
+		rs[i].Ladder = s.ladders[rs[i].Alert]
+	}
+	return rs
+}
 
 // Summary is the banner of /status: what needs attention, counted.
 type Summary struct {

@@ -28,6 +28,7 @@ import (
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/livez"
 	"github.com/medic-sidecar/medic/plugins"
+	"github.com/medic-sidecar/medic/supervisor/api"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/kube"
 	"github.com/medic-sidecar/medic/supervisor/probe"
@@ -250,7 +251,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	s.server = server.New(server.Options{
 		Listener: ln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
-		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez},
+		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez, api.Prefix: s.api()},
 	})
 	built = true
 	return s, nil

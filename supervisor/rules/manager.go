@@ -45,6 +45,10 @@ func NewEngine(q storage.Queryable, lookback time.Duration, logger *slog.Logger)
 	}
 }
 
+// PromQL returns the engine and the storage it queries, for medic's
+// Prometheus-compatible HTTP API (supervisor/api).
+func (e *Engine) PromQL() (*promql.Engine, storage.Queryable) { return e.eng, e.q }
+
 // Query runs an instant query and returns its result as a vector (a
 // scalar becomes a one-element vector without labels).
 func (e *Engine) Query(ctx context.Context, qs string, t time.Time) (promql.Vector, error) {
