@@ -31,6 +31,7 @@ import (
 	"github.com/medic-sidecar/medic/supervisor/api"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/kube"
+	"github.com/medic-sidecar/medic/supervisor/notify"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 	"github.com/medic-sidecar/medic/supervisor/rules"
@@ -81,6 +82,7 @@ type Supervisor struct {
 	pausers   []remedy.Pauser
 	livez     *livez.Switch
 	budgets   *remedy.Budgets
+	notifier  *notify.Notifier // nil without alerting.alertmanagers
 }
 
 type probeRunner struct {
@@ -207,6 +209,9 @@ func New(o Options) (*Supervisor, error) {
 		s.retries[rc.Alert] = rc.RetryExhaustedAfter.D()
 	}
 	s.mgr = rules.NewManager(s.engine, rs, o.Logger.With("component", "rules"))
+	if s.notifier, err = newNotifier(s, c, o.Listener); err != nil {
+		return nil, fmt.Errorf("alerting: %w", err)
+	}
 
 	// Remedy.
 	budgets, err := remedy.LoadBudgets(filepath.Join(c.StateDir, "budgets.json"))
@@ -216,6 +221,11 @@ func New(o Options) (*Supervisor, error) {
 	s.budgets = budgets
 	s.pausers = append([]remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}, o.Kube.Pausers()...)
 	metrics := remedy.NewMetrics()
+	for alert, ladder := range s.ladders {
+		if len(ladder) > 0 {
+			metrics.InitAlert(alert)
+		}
+	}
 	s.remedy = remedy.New(remedy.Options{
 		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
 		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink{s.audit}, o.Sinks...), o.Kube.Sinks()...),
@@ -234,6 +244,9 @@ func New(o Options) (*Supervisor, error) {
 	cs = append(cs, o.Kube.Collectors()...)
 	if s.plugins != nil {
 		cs = append(cs, s.plugins.Collectors()...)
+	}
+	if s.notifier != nil {
+		cs = append(cs, s.notifier.Collectors()...)
 	}
 	for _, col := range cs {
 		if err := s.reg.Register(col); err != nil {
@@ -312,6 +325,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.evalLoop(ctx)
 	}()
+	if s.notifier != nil {
+		wg.Go(func() { s.notifier.Run(ctx) })
+	}
 	if s.o.Kube != nil {
 		wg.Add(1)
 		go func() {
@@ -433,7 +449,9 @@ func (s *Supervisor) EvalOnce(ctx context.Context, now time.Time) {
 		}
 	}
 	var firing []remedy.Alert
-	for _, a := range s.mgr.Firing() {
+	firingNow := s.mgr.Firing()
+	s.notifyFiring(now, firingNow)
+	for _, a := range firingNow {
 		firing = append(firing, remedy.Alert{
 			Key: a.Rule + a.Labels.String(), Rule: a.Rule, Labels: a.Labels.Map(), Annotations: a.Annotations,
 			Value: a.Value, Ladder: s.ladders[a.Rule], RetryExhaustedAfter: s.retries[a.Rule],

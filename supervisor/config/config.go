@@ -21,6 +21,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/plugins"
+	"github.com/medic-sidecar/medic/supervisor/notify"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 )
 
@@ -36,6 +37,8 @@ type Config struct {
 	DryRun bool `yaml:"dryRun" json:"dryRun"`
 	// Store bounds the in-memory series store.
 	Store StoreConfig `yaml:"store" json:"store"`
+	// Alerting sends medic's alerts to Alertmanager (firing and resolved).
+	Alerting notify.Config `yaml:"alerting" json:"alerting,omitzero"`
 
 	Probes  []*Probe           `yaml:"-" json:"probes"`
 	Actions map[string]*Action `yaml:"-" json:"actions"`
@@ -337,6 +340,7 @@ func (c *Config) Validate() error {
 	if c.Store.MaxSeries <= 0 {
 		add("store.maxSeries", "must be greater than 0")
 	}
+	errs = append(errs, cfg.Prefix("alerting", c.Alerting.Validate()))
 	seen := map[string]int{}
 	for i, p := range c.Probes {
 		path := fmt.Sprintf("probes[%d].name", i)

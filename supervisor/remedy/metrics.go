@@ -39,8 +39,16 @@ func (m *Metrics) init(action string) {
 	for _, r := range []string{ResultSucceeded, ResultFailed, ResultSuppressed} {
 		m.attempts.WithLabelValues(action, r)
 	}
-	for _, r := range []string{ReasonDryRun, ReasonPaused, ReasonBudget, ReasonPrecondition, ReasonConcurrency} {
+	for _, r := range []string{ReasonDryRun, ReasonPaused, ReasonBudget, ReasonPrecondition, ReasonConcurrency, ReasonFleet} {
 		m.suppressed.WithLabelValues(action, r)
+	}
+}
+
+// InitAlert creates the incident counters of an alert with a ladder at 0
+// (per outcome), so increase() sees its first resolved or exhausted incident.
+func (m *Metrics) InitAlert(alert string) {
+	for _, o := range []string{StateResolved, StateExhausted} {
+		m.incidents.WithLabelValues(alert, o)
 	}
 }
 
