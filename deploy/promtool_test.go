@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/medic-sidecar/medic/internal/peers/workloadapi"
 	"github.com/medic-sidecar/medic/supervisor"
 	"github.com/medic-sidecar/medic/supervisor/config"
 )
@@ -24,7 +25,8 @@ var scrapeLabels = []string{"namespace", "pod", "container", "endpoint", "instan
 
 // notRunHere are medic metrics of parts a test medic outside Kubernetes and
 // without plugins does not start (checked by name only).
-var notRunHere = map[string]bool{"medic_kube_paused": true, "medic_kube_events_dropped_total": true, "medic_plugin_quarantined": true}
+var notRunHere = map[string]bool{"medic_kube_paused": true, "medic_kube_events_dropped_total": true, "medic_plugin_quarantined": true,
+	"medic_stream_last_message_timestamp_seconds": true}
 
 // promtoolTests is the part of prometheusrule_test.yaml the Go tests read.
 type promtoolTests struct {
@@ -139,15 +141,25 @@ func TestPromtoolEveryAlertFires(t *testing.T) {
 	}
 }
 
-// runningMedicSeries starts medic with examples/spire-agent.yaml (its
-// peers absent) and returns the series on its /metrics once every probe
+// runningMedicSeries starts medic with examples/spire-agent.yaml (the
+// Workload API on a loopback socket, the other peers absent) and returns the series on its /metrics once every probe
 // has reported: the real names, label names and zero-initialised values.
 func runningMedicSeries(t *testing.T) []labels.Labels {
 	t.Helper()
 	t.Setenv("MEDIC_STATE_DIR", filepath.Join(t.TempDir(), "state"))
 	t.Setenv("SPIRE_SERVER_ADDRESS", "127.0.0.1:1")
 	t.Setenv("ALERTMANAGER_URL", "")
-	c, err := config.LoadFile("../examples/spire-agent.yaml")
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	wl, err := workloadapi.Start(workloadapi.Options{SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wl.Close()
+	b, err := os.ReadFile("../examples/spire-agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse([]byte(strings.ReplaceAll(string(b), "/run/spire/sockets/agent.sock", sock)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +179,7 @@ func runningMedicSeries(t *testing.T) []labels.Labels {
 	for {
 		seen := 0
 		for _, p := range sup.Status().Probes {
-			if !p.LastSeen.IsZero() {
+			if !p.LastSeen.IsZero() && (p.Name != "svid" || p.Up == 1) {
 				seen++
 			}
 		}
@@ -282,4 +294,52 @@ func named(series []labels.Labels, name string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestPodMonitor checks the PodMonitor's shape: it scrapes the port named
+// medic-metrics (metricsListen) on /metrics, in every namespace.
+func TestPodMonitor(t *testing.T) {
+	b, err := os.ReadFile("monitoring/podmonitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm struct {
+		APIVersion string `yaml:"apiVersion"`
+		Kind       string `yaml:"kind"`
+		Metadata   struct {
+			Name   string            `yaml:"name"`
+			Labels map[string]string `yaml:"labels"`
+		} `yaml:"metadata"`
+		Spec struct {
+			NamespaceSelector struct {
+				Any bool `yaml:"any"`
+			} `yaml:"namespaceSelector"`
+			Selector            map[string]any `yaml:"selector"`
+			PodMetricsEndpoints []struct {
+				Port          string `yaml:"port"`
+				Path          string `yaml:"path"`
+				Interval      string `yaml:"interval"`
+				ScrapeTimeout string `yaml:"scrapeTimeout"`
+				HonorLabels   bool   `yaml:"honorLabels"`
+			} `yaml:"podMetricsEndpoints"`
+		} `yaml:"spec"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&pm); err != nil {
+		t.Fatal(err)
+	}
+	if pm.APIVersion != "monitoring.coreos.com/v1" || pm.Kind != "PodMonitor" || pm.Metadata.Name == "" {
+		t.Fatalf("%s %s %q", pm.APIVersion, pm.Kind, pm.Metadata.Name)
+	}
+	if len(pm.Spec.PodMetricsEndpoints) != 1 {
+		t.Fatalf("endpoints: %+v", pm.Spec.PodMetricsEndpoints)
+	}
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	if ep.Port != "medic-metrics" || ep.Path != "/metrics" || ep.HonorLabels {
+		t.Errorf("endpoint %+v: want port medic-metrics, path /metrics, honorLabels false", ep)
+	}
+	if !pm.Spec.NamespaceSelector.Any || len(pm.Spec.Selector) != 0 {
+		t.Errorf("want every pod in every namespace (kept by the port name): %+v", pm.Spec)
+	}
 }

@@ -237,7 +237,7 @@ func New(o Options) (*Supervisor, error) {
 	s.reg = prometheus.NewRegistry()
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newStoreCollector(s.store), probeSeriesCollector{s.store}, newBuildInfo(),
+		newStoreCollector(s.store), probeSeriesCollector{s.store}, newBuildInfo(), newBudgetCollector(s),
 	}
 	cs = append(cs, s.mgr.Collectors()...)
 	cs = append(cs, metrics.Collectors()...)
