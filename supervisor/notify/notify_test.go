@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,5 +303,25 @@ queueCapacity: -1
 	}
 	if err := parse(`{alertmanagers: [{url: "http://a:9093", tiemout: 5s}]}`); err == nil || !strings.Contains(err.Error(), "tiemout: unknown field") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestGeneratorURL(t *testing.T) {
+	host, _ := os.Hostname()
+	podIP := func(k string) (string, bool) { return "10.0.0.7", k == "POD_IP" }
+	for _, c := range []struct {
+		ext, listen string
+		lookup      func(string) (string, bool)
+		want        string
+	}{
+		{"https://medic.example/", ":9555", podIP, "https://medic.example/status"},
+		{"", "127.0.0.1:9555", podIP, "http://127.0.0.1:9555/status"},
+		{"", ":9555", podIP, "http://10.0.0.7:9555/status"},
+		{"", "0.0.0.0:9555", noEnv, "http://" + host + ":9555/status"},
+		{"", "[::1]:9555", noEnv, "http://[::1]:9555/status"},
+	} {
+		if got := GeneratorURL(c.ext, c.listen, c.lookup); got != c.want {
+			t.Errorf("GeneratorURL(%q, %q) = %q, want %q", c.ext, c.listen, got, c.want)
+		}
 	}
 }
