@@ -2,7 +2,10 @@ package supervisor_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +97,10 @@ func TestSPIREExamplePagesWithinBudget(t *testing.T) {
 	// Healthy first: the server reachable, the Workload API serving.
 	waitProbes(t, sup, map[string]float64{"spire-server": 1, "workload-api": 1, "spire": 1}, 30*time.Second)
 	time.Sleep(6 * time.Second) // a few evaluations while healthy
+	requires := c.Actions["restart-agent"].Requires
+	if v := queryAPI(t, sup.Addr(), requires); v == "[]" {
+		t.Fatalf("restart-agent's precondition %q does not hold while the server is reachable", requires)
+	}
 
 	// The outage: the server stops accepting and the agent's syncs fail.
 	server.Close()
@@ -122,6 +129,11 @@ func TestSPIREExamplePagesWithinBudget(t *testing.T) {
 		if !strings.Contains(page.Annotations["summary"], want) {
 			t.Errorf("summary %q does not say %q", page.Annotations["summary"], want)
 		}
+	}
+	// The restart is held: its precondition, asked of medic's own query
+	// API at page time, selects nothing.
+	if v := queryAPI(t, sup.Addr(), requires); v != "[]" {
+		t.Errorf("restart-agent's precondition %q holds during the outage: %s", requires, v)
 	}
 	if syncs := agent.Syncs(); syncs.Starts != 1 {
 		t.Errorf("the agent was restarted during the outage: %+v", syncs)
@@ -188,4 +200,25 @@ func (l *eventLog) snapshot() []remedy.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]remedy.Event(nil), l.evs...)
+}
+
+// queryAPI runs an instant query on medic's /api/v1/query and returns the
+// result as JSON.
+func queryAPI(t *testing.T, addr, q string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Status != "success" {
+		t.Fatalf("query %q: %v %+v", q, err, body)
+	}
+	return string(body.Data.Result)
 }
