@@ -58,16 +58,18 @@ func (d *demoTimeline) transition(t rules.Transition) {
 	case t.To == rules.StatePending:
 		d.printf("pending", "%s (value %.3g): the condition must hold for the rule's `for` before it fires", a.Rule, a.Value)
 	case t.To == rules.StateFiring:
-		d.printf("firing", "%s %s", a.Rule, labelString(a.Labels))
+		d.printf("firing", "%s %s: %s", a.Rule, labelString(a.Labels), a.Annotations["summary"])
 	case t.From == rules.StatePending && t.To == rules.StateInactive:
 		d.printf("inactive", "%s: condition cleared before it fired", a.Rule)
 	}
 }
 
+// labelString shows the labels that tell one alert from another (the
+// rule's own severity says nothing about this instance).
 func labelString(l labels.Labels) string {
 	var parts []string
 	l.Range(func(lb labels.Label) {
-		if lb.Name != labels.AlertName {
+		if lb.Name != labels.AlertName && lb.Name != "severity" {
 			parts = append(parts, lb.Name+"="+lb.Value)
 		}
 	})
@@ -108,8 +110,9 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "[--duration D]", stderr)
-	duration := fs.Duration("duration", 0, "keep running this long after the first cycle (0: exit after one full cycle)")
+	fs := newFlagSet("demo", "[--duration D] [--keep]", stderr)
+	duration := fs.Duration("duration", 0, "keep running this long after the first cycle, with /status and /api/v1 up (0: exit after one full cycle)")
+	keep := fs.Bool("keep", false, "keep the state directory (audit log, budgets) instead of removing it on exit")
 	listen := fs.String("listen", "127.0.0.1:0", "address for medic's HTTP endpoints")
 	logs := fs.Bool("logs", false, "also print medic's own logs (text) on stderr")
 	if err := parseFlags(fs, args); err != nil {
@@ -127,6 +130,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	auditPath := filepath.Join(stateDir, "audit.jsonl")
+	// Registered first, so it runs last: after medic has stopped writing.
+	defer func() {
+		if *keep {
+			fmt.Fprintf(stdout, "Kept %s (audit log, budgets, incidents of this run).\n", stateDir)
+		} else {
+			os.RemoveAll(stateDir)
+		}
+	}()
 
 	// The SPIRE-like agent, syncing every second, and a TCP listener standing in for its server.
 	agent := spireagent.New(spireagent.Options{Interval: time.Second, Host: "demo-node", StartupTimeout: -1})
@@ -161,45 +173,23 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "medic demo — a SPIRE agent whose upstream fails, and medic healing it.\n\n")
 	fmt.Fprintf(stdout, "  SPIRE-like agent   %s/metrics (syncs every 1 s, backs off ×1.5 on errors like the real one)\n", agentURL)
 	fmt.Fprintf(stdout, "  its server         %s (a TCP listener medic probes)\n", server.addr)
-	fmt.Fprintf(stdout, "  medic              %s/status   %s/metrics\n", base, base)
-	fmt.Fprintf(stdout, "  rule               increase(spire_agent_manager_sync_fetch_entries_updates{status=\"OK\"}[5s]) == 0  for 2s\n")
+	fmt.Fprintf(stdout, "  medic              %s/status   %s/metrics   %s/api/v1/\n", base, base, base)
+	fmt.Fprintf(stdout, "  rule               no successful sync (status=\"OK\") in the last 5 s, for 2 s; judged once 5 s of history exist\n")
 	fmt.Fprintf(stdout, "  ladder             restart-agent, only while the server is reachable; verify 10 s\n")
-	fmt.Fprintf(stdout, "  audit log          %s\n\n", filepath.Join(stateDir, "audit.jsonl"))
+	if *keep {
+		fmt.Fprintf(stdout, "  audit log          %s\n\n", auditPath)
+	} else {
+		fmt.Fprintf(stdout, "  audit log          %s (removed on exit; --keep keeps it)\n\n", auditPath)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- s.Run(ctx) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-runErr })
+	defer stop()
 	go watchSignal(ctx, s, tl)
-
-	script := func() error {
-		if !sleepCtx(ctx, 2500*time.Millisecond) {
-			return ctx.Err()
-		}
-		tl.printf("FAULT", "the SPIRE server goes down: the agent's syncs now fail with status=\"Unavailable\"")
-		server.stop()
-		if err := agent.SetMode(spireagent.Failing("Unavailable")); err != nil {
-			return err
-		}
-		// Keep the server down until medic has decided to hold the restart
-		// (bounded, in case the alert never fires), then a little longer.
-		select {
-		case <-tl.held:
-		case <-time.After(30 * time.Second):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !sleepCtx(ctx, 2*time.Second) {
-			return ctx.Err()
-		}
-		tl.printf("FAULT", "the SPIRE server is back, but the agent keeps waiting out its sync backoff (×1.5 per failure)")
-		if err := server.start(); err != nil {
-			return err
-		}
-		return agent.SetMode(spireagent.Healthy())
-	}
 	scriptErr := make(chan error, 1)
-	go func() { scriptErr <- script() }()
+	go func() { scriptErr <- demoScript(ctx, tl, server, agent) }()
 
 	deadline := time.After(90 * time.Second)
 	var fixedBy string
@@ -218,37 +208,66 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		case <-deadline:
 		}
 	case err := <-runErr:
+		runErr <- err // for stop
 		return fmt.Errorf("medic stopped: %w", err)
 	case <-ctx.Done():
 	case <-deadline:
 	}
-	if !closed {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stdout, "\ninterrupted")
-			cancel()
-			<-runErr
-			return nil
-		}
-		cancel()
-		<-runErr
+	switch {
+	case !closed && ctx.Err() != nil:
+		fmt.Fprintln(stdout, "\ninterrupted")
+		stop()
+		return nil
+	case !closed:
+		stop()
+		*keep = true // the audit log is the evidence
 		return errors.New("the demo did not complete a cycle within 90 s; run with --logs to see why")
-	}
-	if fixedBy == "" {
-		cancel()
-		<-runErr
-		return fmt.Errorf("the incident closed without a remediation taking effect; see %s", filepath.Join(stateDir, "audit.jsonl"))
+	case fixedBy == "":
+		stop()
+		*keep = true
+		return fmt.Errorf("the incident closed without a remediation taking effect; see %s", auditPath)
 	}
 	fmt.Fprintf(stdout, "\nOne full cycle: signal → pending → firing → held by the precondition → %s → verified → resolved.\n", fixedBy)
-	fmt.Fprintf(stdout, "Every step is in %s and on %s/status.\n", filepath.Join(stateDir, "audit.jsonl"), base)
-	if *duration > 0 {
-		fmt.Fprintf(stdout, "Still running for %s: open %s/status in a browser (Ctrl-C to stop).\n", *duration, base)
-		select {
-		case <-ctx.Done():
-		case <-time.After(*duration):
-		}
+	if *duration <= 0 {
+		fmt.Fprintln(stdout, "medic has stopped; `medic demo --duration 5m` keeps it running afterwards, to browse its /status.")
+		return stop()
 	}
-	cancel()
-	return <-runErr
+	fmt.Fprintf(stdout, "Still running for %s: open %s/status in a browser, or ask its store with PromQL,\n", *duration, base)
+	fmt.Fprintf(stdout, "e.g. promtool query instant %s 'medic_probe_up' (Ctrl-C to stop).\n", base)
+	select {
+	case <-ctx.Done():
+	case <-time.After(*duration):
+	}
+	return stop()
+}
+
+// demoScript breaks the agent's upstream, waits until medic holds the
+// restart (its precondition needs the server), then brings the server back.
+func demoScript(ctx context.Context, tl *demoTimeline, server *fakeServer, agent *spireagent.Peer) error {
+	if !sleepCtx(ctx, 2500*time.Millisecond) {
+		return ctx.Err()
+	}
+	tl.printf("FAULT", "the SPIRE server goes down: the agent's syncs now fail with status=\"Unavailable\"")
+	server.stop()
+	if err := agent.SetMode(spireagent.Failing("Unavailable")); err != nil {
+		return err
+	}
+	// Keep the server down until medic has decided to hold the restart
+	// (bounded, in case the alert never fires), then a little longer.
+	select {
+	case <-tl.held:
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !sleepCtx(ctx, 2*time.Second) {
+		return ctx.Err()
+	}
+	tl.printf("FAULT", "the SPIRE server is back, but the agent keeps waiting out its sync backoff (×1.5 per failure)")
+	if err := server.start(); err != nil {
+		return err
+	}
+	return agent.SetMode(spireagent.Healthy())
 }
 
 // watchSignal prints when the failure first shows on the agent's page.
