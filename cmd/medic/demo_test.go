@@ -36,7 +36,7 @@ func TestDemoExplainsItselfAndCleansUp(t *testing.T) {
 		t.Fatalf("no fault:\n%s", out)
 	}
 	for _, tr := range []string{"pending", "firing", "inactive", "resolved"} {
-		if regexp.MustCompile(`s  `+tr+` `).MatchString(out[:fault]) {
+		if regexp.MustCompile(`s  ` + tr + ` `).MatchString(out[:fault]) {
 			t.Errorf("alert %s before the fault:\n%s", tr, out)
 		}
 	}
