@@ -1,12 +1,15 @@
 package supervisor_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,3 +167,85 @@ func metricValue(t *testing.T, sup *supervisor.Supervisor, name string) float64 
 	}
 	return sum
 }
+
+// Alertmanager is down when the alert fires: the failed post is counted and
+// logged once; when Alertmanager comes up, the next resend delivers the
+// alert (resendDelay 1s here).
+func TestAlertmanagerDownThenUpGetsTheResend(t *testing.T) {
+	alertmanager.Binary(t)
+	probeLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	amAddr := probeLn.Addr().String()
+	probeLn.Close() // nothing listens there yet: connection refused
+
+	c, err := config.Parse([]byte(fmt.Sprintf(`
+stateDir: %s
+evaluationInterval: 100ms
+rules:
+  - alert: AlwaysFiring
+    expr: vector(1)
+    labels: {severity: page}
+alerting:
+  alertmanagers: [{url: "http://%s", timeout: 2s}]
+  resendDelay: 1s
+  externalLabels: {cluster: test}
+`, filepath.Join(t.TempDir(), "state"), amAddr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	sup, err := supervisor.New(supervisor.Options{Config: c, Listener: ln, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for metricValue(t, sup, "medic_notifications_errors_total") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed sends counted; log:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	am := alertmanager.Start(t, alertmanager.Route{GroupWait: 100 * time.Millisecond, GroupInterval: 500 * time.Millisecond, Addr: amAddr})
+	_, a := am.WaitFor(t, "firing after Alertmanager came up", 30*time.Second, func(n alertmanager.Notification, a alertmanager.WebhookAlert) bool {
+		return a.Status == "firing" && a.Labels["alertname"] == "AlwaysFiring"
+	})
+	if a.Labels["cluster"] != "test" {
+		t.Errorf("labels %v: want the configured external label cluster=test", a.Labels)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "works again") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "sending alerts to Alertmanager failed"); n != 1 {
+		t.Errorf("failure logged %d times, want once per change:\n%s", n, out)
+	}
+	if !strings.Contains(out, "works again") {
+		t.Errorf("recovery not logged:\n%s", out)
+	}
+}
+
+// lockedBuffer is a log sink safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

@@ -48,6 +48,8 @@ type Route struct {
 	GroupWait, GroupInterval, RepeatInterval time.Duration
 	// GroupBy defaults to [alertname].
 	GroupBy []string
+	// Addr is the listen address (default a free loopback port).
+	Addr string
 }
 
 // WebhookAlert is one alert in a webhook notification.
@@ -111,7 +113,10 @@ receivers:
 	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := r.Addr
+	if addr == "" {
+		addr = freeAddr(t)
+	}
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
 		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
 		"--cluster.listen-address=", "--log.level=debug")
