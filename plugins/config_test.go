@@ -96,7 +96,7 @@ rules:
 	for _, want := range []string{
 		`plugins.hook.path: "webhook" must be an absolute path (line 4)`,
 		`plugins.hook.sha256: must be 64 hex digits, got "abc" (line 5)`,
-		`plugins.hook.shaa256: unknown field (known: args, env, path, quarantine, restart, sha256, start, startTimeout, timeout) (line 6)`,
+		`plugins.hook.shaa256: unknown field (did you mean "sha256"?) (line 6)`,
 		`plugins.hook.timeout: must be greater than 0 (line 7)`,
 		`plugins.hook.start: must be lazy or eager, not "sometimes" (line 8)`,
 		`plugins.hook.env.BAD-NAME: invalid environment variable name`,

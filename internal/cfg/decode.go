@@ -1,216 +1,487 @@
 package cfg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"reflect"
 	"regexp"
-	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
 
-// ScalarChecker is implemented by custom scalar types (Duration, Percent)
-// so the strict walk can report a bad value with its path and line.
-type ScalarChecker interface {
-	CheckScalar(s string) error
+// Load decodes one YAML document into v (a pointer, pre-filled with
+// defaults) with yaml.v3's strict decoder: an unknown key anywhere is an
+// error. With lookup set, ${VAR} references are expanded first (see
+// ExpandEnv). Every problem yaml reports is returned, each as a FieldError
+// with its field path and line; the returned Doc locates later problems
+// (a kind's Validate) by path. Custom scalar types report bad values with
+// NodeError so that decoding carries on and lists them all.
+func Load(b []byte, v any, lookup func(string) (string, bool)) (*Doc, error) {
+	if err := checkText(b); err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	top := &document{v: v, lookup: lookup}
+	err := dec.Decode(top)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, &FieldError{Msg: "config is empty"}
+	case top.root == nil && err == nil: // a lone null
+		return nil, &FieldError{Line: 1, Msg: "config is empty"}
+	case top.root == nil: // the parser failed before decoding began
+		return nil, syntaxError(b, err)
+	}
+	doc := newDoc(top.root)
+	doc.v = v
+	errs := []error{top.envErr, doc.Problems(err)}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := next.Line
+		if err != nil {
+			line = 0
+		}
+		errs = append(errs, &FieldError{Line: line, Msg: "a second YAML document (after ---) is not supported: medic reads exactly one"})
+	}
+	return doc, errors.Join(errs...)
 }
 
-// CheckScalar validates a duration string.
-func (Duration) CheckScalar(s string) error { _, err := ParseDuration(s); return err }
-
-// CheckScalar validates a percentage string.
-func (Percent) CheckScalar(s string) error { _, err := ParsePercent(s); return err }
-
-var (
-	yamlNodeType  = reflect.TypeOf(yaml.Node{})
-	checkerType   = reflect.TypeOf((*ScalarChecker)(nil)).Elem()
-	unmarshalType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
-)
-
-// Decode strictly decodes node into v (a pointer, pre-filled with defaults).
-// Every unknown key and every badly typed value is reported, each with its
-// field path (rooted at path) and line; nothing stops at the first problem.
+// Decode strictly decodes an already parsed node into v, with problem
+// paths rooted at path and lines taken from node. It serves callers (and
+// tests) that hold one section of a document.
 func Decode(node *yaml.Node, v any, path string) error {
 	if node == nil {
 		return nil
 	}
-	if node.Kind == yaml.DocumentNode && len(node.Content) > 0 {
-		node = node.Content[0]
+	b, err := yaml.Marshal(node)
+	if err != nil {
+		return &FieldError{Path: path, Line: node.Line, Msg: err.Error()}
 	}
-	var errs []error
-	walk(node, reflect.TypeOf(v), path, &errs, 0)
-	if err := node.Decode(v); err != nil && len(errs) == 0 {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, m := range te.Errors {
-				errs = append(errs, &FieldError{Path: path, Msg: m})
+	_, err = Load(b, v, nil)
+	orig := newDoc(node)
+	var out []error
+	for _, e := range Flatten(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			c := *fe
+			if l := orig.Line(c.Path); l > 0 {
+				c.Line = l
 			}
-		} else {
-			errs = append(errs, &FieldError{Path: path, Line: node.Line, Msg: err.Error()})
+			c.Path = Join(path, c.Path)
+			e = &c
 		}
+		out = append(out, e)
 	}
-	return errors.Join(errs...)
+	return errors.Join(out...)
 }
 
-func kindName(n *yaml.Node) string {
+// document is the top-level value handed to yaml's decoder: it takes the
+// parsed tree first (for ${VAR} expansion and the path index), then
+// decodes it into v. The unmarshal callback (yaml's obsolete-style
+// Unmarshaler) keeps the decoder's strict mode for v.
+type document struct {
+	v      any
+	lookup func(string) (string, bool)
+	root   *yaml.Node
+	envErr error
+}
+
+func (d *document) UnmarshalYAML(unmarshal func(any) error) error {
+	d.root = NodeOf(unmarshal)
+	if d.lookup != nil {
+		d.envErr = ExpandEnv(d.root, d.lookup)
+	}
+	return unmarshal(d.v)
+}
+
+// NodeOf returns the node an obsolete-style UnmarshalYAML(unmarshal) is
+// decoding: the decoder's own node, so changes to it are what later
+// unmarshal calls decode.
+func NodeOf(unmarshal func(any) error) *yaml.Node {
+	var g nodeGrab
+	_ = unmarshal(&g) // nodeGrab never fails
+	return g.n
+}
+
+type nodeGrab struct{ n *yaml.Node }
+
+func (g *nodeGrab) UnmarshalYAML(n *yaml.Node) error { g.n = n; return nil }
+
+// NodeError reports a problem with node n from inside an UnmarshalYAML
+// method. It is a *yaml.TypeError, which the decoder collects and goes
+// on, so every problem is listed; Load turns it into a FieldError at n's
+// path and line.
+func NodeError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: column %d: %s", n.Line, n.Column, fmt.Sprintf(format, args...))}}
+}
+
+// KindName describes a node for messages ("a mapping", "a list", `"x"`).
+func KindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("%q", n.Value)
 	case yaml.AliasNode:
 		return "an alias"
 	}
-	return "unknown"
+	return strconv.Quote(n.Value)
 }
 
-// maxDepth bounds the walk: config is shallow, and alias cycles must not recurse forever.
-const maxDepth = 64
+// Doc is a decoded document's tree, indexed by field path and line.
+type Doc struct {
+	nodes []located
+	lines map[string]int
+	v     any // the decoded value, for "did you mean"
+}
 
-func walk(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth int) {
-	if depth > maxDepth {
-		*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: "nested too deeply (alias cycle?)"})
+// Problems turns the *yaml.TypeError in err (yaml's own messages and
+// NodeErrors) into FieldErrors with paths and lines; other errors are kept.
+func (d *Doc) Problems(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	var out []error
+	for _, m := range te.Errors {
+		out = append(out, d.problem(m, d.v))
+	}
+	return errors.Join(out...)
+}
+
+// Keys lists the keys of the mapping at path, in document order.
+func (d *Doc) Keys(path string) []string {
+	for _, n := range d.nodes {
+		if !n.key && n.path == path && n.node.Kind == yaml.MappingNode {
+			return Keys(n.node)
+		}
+	}
+	return nil
+}
+
+// Keys lists the keys of a mapping node.
+func Keys(n *yaml.Node) []string {
+	var keys []string
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		keys = append(keys, n.Content[i].Value)
+	}
+	return keys
+}
+
+// FieldNames lists the keys yaml encodes v with (every field: medic's
+// config types use no omitempty), for "did you mean" hints.
+func FieldNames(v any) []string {
+	var n yaml.Node
+	if n.Encode(v) != nil {
+		return nil
+	}
+	return Keys(&n)
+}
+
+// TypeErrors merges errors for returning from an UnmarshalYAML method:
+// yaml collects a *yaml.TypeError and goes on; nil if there are none.
+func TypeErrors(errs ...error) error {
+	var msgs []string
+	for _, e := range errs {
+		var te *yaml.TypeError
+		if errors.As(e, &te) {
+			msgs = append(msgs, te.Errors...)
+		} else if e != nil {
+			msgs = append(msgs, e.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return &yaml.TypeError{Errors: msgs}
+}
+
+type located struct {
+	path      string
+	key       bool // a mapping key (else a value)
+	line, col int
+	node      *yaml.Node
+}
+
+func newDoc(root *yaml.Node) *Doc {
+	d := &Doc{lines: map[string]int{}}
+	d.index(root, "")
+	return d
+}
+
+func (d *Doc) index(n *yaml.Node, path string) {
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			d.index(c, path)
+		}
 		return
 	}
-	depth++
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+	if _, ok := d.lines[path]; !ok {
+		d.lines[path] = n.Line
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // explicit null keeps the default
-	}
-	if t == yamlNodeType || t.Kind() == reflect.Interface {
-		return
-	}
-	if reflect.PointerTo(t).Implements(checkerType) || t.Implements(checkerType) {
-		if n.Kind != yaml.ScalarNode {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: "expected a scalar, got " + kindName(n)})
-			return
-		}
-		c := reflect.New(t).Interface().(ScalarChecker)
-		if err := c.CheckScalar(n.Value); err != nil {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: err.Error()})
-		}
-		return
-	}
-	if reflect.PointerTo(t).Implements(unmarshalType) {
-		return // the type checks itself
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: "expected a mapping, got " + kindName(n)})
-			return
-		}
-		fields, inline := structFields(t)
+	d.nodes = append(d.nodes, located{path: path, line: n.Line, col: n.Column, node: n})
+	switch n.Kind {
+	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			ft, ok := fields[k.Value]
-			if !ok {
-				if inline != nil {
-					walk(val, inline, Join(path, k.Value), errs, depth)
-					continue
-				}
-				*errs = append(*errs, &FieldError{Path: Join(path, k.Value), Line: k.Line,
-					Msg: "unknown field" + suggest(k.Value, fields)})
-				continue
-			}
-			walk(val, ft, Join(path, k.Value), errs, depth)
+			k := n.Content[i]
+			p := Join(path, k.Value)
+			d.lines[p] = k.Line
+			d.nodes = append(d.nodes, located{path: p, key: true, line: k.Line, col: k.Column, node: k})
+			d.index(n.Content[i+1], p)
 		}
-	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: "expected a mapping, got " + kindName(n)})
-			return
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			walk(n.Content[i+1], t.Elem(), Join(path, n.Content[i].Value), errs, depth)
-		}
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: "expected a list, got " + kindName(n)})
-			return
-		}
-		for i, item := range n.Content {
-			walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs, depth)
-		}
-	default:
-		if n.Kind != yaml.ScalarNode {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf("expected %s, got %s", t.Kind(), kindName(n))})
-			return
-		}
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			*errs = append(*errs, &FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf("cannot use %q as %s", n.Value, t.Kind())})
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			d.index(c, fmt.Sprintf("%s[%d]", path, i))
 		}
 	}
 }
 
-// structFields maps YAML keys to field types, flattening ",inline" structs;
-// an inline map's value type is returned as the catch-all.
-func structFields(t reflect.Type) (map[string]reflect.Type, reflect.Type) {
-	fields := map[string]reflect.Type{}
-	var inline reflect.Type
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
+// Line returns the line of path, or of its nearest parent in the document.
+func (d *Doc) Line(path string) int {
+	for p := path; ; p = parent(p) {
+		if l, ok := d.lines[p]; ok && l > 0 {
+			return l
 		}
-		tag := f.Tag.Get("yaml")
-		if tag == "-" {
-			continue
+		if p == "" {
+			return 0
 		}
-		name, opts, _ := strings.Cut(tag, ",")
-		if strings.Contains(opts, "inline") {
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Map {
-				inline = ft.Elem()
-				continue
-			}
-			sub, subInline := structFields(ft)
-			for k, v := range sub {
-				fields[k] = v
-			}
-			if subInline != nil {
-				inline = subInline
-			}
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		fields[name] = f.Type
 	}
-	return fields, inline
 }
 
-func suggest(key string, fields map[string]reflect.Type) string {
-	var names []string
-	for k := range fields {
-		names = append(names, k)
+// Locate gives every FieldError in err that lacks a line the line of its
+// path (with prefix removed first, for a Doc of one section).
+func (d *Doc) Locate(err error, prefix string) error {
+	if err == nil || d == nil {
+		return err
 	}
-	sort.Strings(names)
-	for _, k := range names {
-		if strings.EqualFold(k, key) || strings.EqualFold(strings.ReplaceAll(k, "_", ""), strings.ReplaceAll(key, "_", "")) {
-			return fmt.Sprintf(" (did you mean %q?)", k)
+	var out []error
+	for _, e := range Flatten(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) && fe.Line == 0 {
+			c := *fe
+			rel := strings.TrimPrefix(strings.TrimPrefix(c.Path, prefix), ".")
+			c.Line = d.Line(rel)
+			e = &c
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+func parent(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// problem turns one of yaml's "line N: …" messages into a FieldError with
+// the path of the node it is about. yaml.v3 reports type errors only as
+// text, so its few message shapes are read here.
+func (d *Doc) problem(msg string, v any) *FieldError {
+	line, rest := cutPrefixInt(msg, "line ", ": ")
+	if col, r := cutPrefixInt(rest, "column ", ": "); col > 0 { // NodeError
+		return &FieldError{Path: d.at(line, col), Line: line, Msg: r}
+	}
+	if f, ok := strings.CutPrefix(rest, "field "); ok {
+		if key, _, ok := strings.Cut(f, " not found in type "); ok {
+			path := d.key(line, key)
+			return &FieldError{Path: path, Line: line, Msg: "unknown field" + Suggest(key, knownKeys(v, parent(path)))}
 		}
 	}
-	if len(names) > 0 && len(names) <= 16 {
-		return " (known: " + strings.Join(names, ", ") + ")"
+	if f, ok := strings.CutPrefix(rest, "mapping key "); ok {
+		if key, first, ok := strings.Cut(f, " already defined at line "); ok {
+			k, _ := strconv.Unquote(key)
+			return &FieldError{Path: d.key(line, k), Line: line, Msg: "duplicate key: first defined at line " + first}
+		}
+	}
+	if r, ok := strings.CutPrefix(rest, "cannot unmarshal "); ok {
+		if i := strings.LastIndex(r, " into "); i > 0 {
+			if n := d.value(line, r[:i]); n != nil {
+				return &FieldError{Path: n.path, Line: line, Msg: mismatch(n.node, r[i+len(" into "):])}
+			}
+		}
+	}
+	fe := &FieldError{Line: line, Msg: rest}
+	if n := d.value(line, rest); n != nil {
+		fe.Path = n.path
+	}
+	return fe
+}
+
+// mismatch says that node n cannot be decoded into the Go type named typ.
+func mismatch(n *yaml.Node, typ string) string {
+	switch {
+	case strings.HasPrefix(typ, "[]"):
+		typ = "a list"
+	case strings.HasPrefix(typ, "map[") || strings.Contains(typ, "."):
+		typ = "a mapping"
+	}
+	if n.Kind == yaml.ScalarNode {
+		return fmt.Sprintf("cannot use %q as %s", n.Value, typ)
+	}
+	return fmt.Sprintf("expected %s, got %s", typ, KindName(n))
+}
+
+// cutPrefixInt reads "<prefix><int><sep>" from the front of s.
+func cutPrefixInt(s, prefix, sep string) (int, string) {
+	r, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return 0, s
+	}
+	num, rest, ok := strings.Cut(r, sep)
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return 0, s
+	}
+	return n, rest
+}
+
+// at is the path of the node at line:col (a value before a key).
+func (d *Doc) at(line, col int) string {
+	best := ""
+	for _, n := range d.nodes {
+		if n.line == line && n.col == col && (best == "" || !n.key) {
+			best = n.path
+		}
+	}
+	return best
+}
+
+// key is the path of the mapping key named key on line.
+func (d *Doc) key(line int, key string) string {
+	for _, n := range d.nodes {
+		if n.key && n.line == line && n.node.Value == key {
+			return n.path
+		}
+	}
+	if n := d.value(line, ""); n != nil {
+		return n.path
 	}
 	return ""
+}
+
+// value is the value on line that yaml's message ("!!str `maybe`",
+// "!!seq") is about: the one with that tag (and quoted text), else the
+// deepest value on the line.
+func (d *Doc) value(line int, msg string) *located {
+	tag, quoted, _ := strings.Cut(msg, " `") // "!!str `maybe`", "!!seq"
+	quoted = strings.TrimSuffix(strings.TrimSuffix(quoted, "`"), "...")
+	var best *located
+	for i := range d.nodes {
+		n := &d.nodes[i]
+		if n.key || n.line != line {
+			continue
+		}
+		if n.node.ShortTag() == tag && strings.HasPrefix(n.node.Value, quoted) {
+			return n
+		}
+		if best == nil || len(n.path) >= len(best.path) {
+			best = n
+		}
+	}
+	return best
+}
+
+// knownKeys lists the keys yaml accepts at path of v: v as the library
+// encodes it (every field is encoded; none is omitempty).
+func knownKeys(v any, path string) []string {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil {
+		return nil
+	}
+	return newDoc(&root).Keys(path)
+}
+
+// Suggest returns " (did you mean "x"?)" for the known name closest to key
+// (case, '_' and up to two edits apart), else " (known: …)" for a short
+// list, else "".
+func Suggest(key string, known []string) string {
+	best, bestDist := "", 3
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
+	for _, k := range known {
+		d := editDistance(norm(key), norm(k))
+		if d < bestDist && d < max(len(k), 2) {
+			best, bestDist = k, d
+		}
+	}
+	switch {
+	case best != "":
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	case len(known) > 0 && len(known) <= 16:
+		return " (known: " + strings.Join(known, ", ") + ")"
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// checkText rejects input that is not UTF-8 text, with the line and
+// column of the first bad byte (yaml's own message has neither).
+func checkText(b []byte) error {
+	if bytes.HasPrefix(b, []byte{0xfe, 0xff}) || bytes.HasPrefix(b, []byte{0xff, 0xfe}) {
+		return nil // UTF-16 with a byte order mark: yaml decodes it
+	}
+	line, col := 1, 1
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return &FieldError{Line: line, Msg: fmt.Sprintf("not UTF-8 text: byte 0x%02x at column %d (save the file as UTF-8)", b[i], col)}
+		}
+		if r == '\n' {
+			line, col = line+1, 0
+		}
+		col++
+		i += size
+	}
+	return nil
+}
+
+// syntaxError reports a parse error with its line; when a line is
+// indented with a tab (the usual cause), it says so.
+func syntaxError(b []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line, rest := cutPrefixInt(msg, "line ", ": ")
+	fe := &FieldError{Line: line, Msg: "YAML syntax: " + rest}
+	for i, l := range strings.Split(string(b), "\n") {
+		indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+		near := line == 0 || i+1 == line || i+1 == line+1 // yaml may name the line before the tab
+		if near && strings.Contains(indent, "\t") {
+			fe.Line = i + 1
+			fe.Msg = "YAML syntax: indented with a tab; YAML indents with spaces (" + rest + ")"
+			break
+		}
+	}
+	return fe
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
@@ -232,6 +503,7 @@ func ExpandEnv(n *yaml.Node, lookup func(string) (string, bool)) error {
 			}
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
+				visit(n.Content[i], path)
 				visit(n.Content[i+1], Join(path, n.Content[i].Value))
 			}
 		case yaml.SequenceNode:
@@ -256,6 +528,9 @@ func ExpandEnv(n *yaml.Node, lookup func(string) (string, bool)) error {
 				return ""
 			})
 			n.Value = strings.ReplaceAll(s, esc, "${")
+			if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+				n.Tag = "" // plain: resolve the expanded text (count: ${N} is an int)
+			}
 		}
 	}
 	visit(n, "")

@@ -1,6 +1,7 @@
 // Package cfg holds the small pieces every config section shares: a
 // Duration and Percent that read the way operators write them, field-path
-// errors, and a strict YAML decoder that reports every problem at once.
+// errors, and strict decoding on yaml.v3 (KnownFields) that reports
+// every problem at once, each with its path and line.
 package cfg
 
 import (
@@ -41,12 +42,15 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(md), nil
 }
 
-// UnmarshalYAML parses a duration scalar. Bad values are reported by
-// Decode's field walk (with path and line), so here they only leave zero.
+// UnmarshalYAML parses a duration scalar; a bad value is an error at the
+// node (see NodeError).
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return NodeError(n, "expected a duration (e.g. 30s), got %s", KindName(n))
+	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return nil
+		return NodeError(n, "%v", err)
 	}
 	*d = v
 	return nil
@@ -71,11 +75,14 @@ func ParsePercent(s string) (Percent, error) {
 	return Percent(v), nil
 }
 
-// UnmarshalYAML parses "20%" or 20; bad values are reported by the field walk.
+// UnmarshalYAML parses "20%" or 20; a bad value is an error at the node.
 func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return NodeError(n, "expected a percentage (e.g. 20%%), got %s", KindName(n))
+	}
 	v, err := ParsePercent(n.Value)
 	if err != nil {
-		return nil
+		return NodeError(n, "%v", err)
 	}
 	*p = v
 	return nil

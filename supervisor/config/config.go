@@ -5,11 +5,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -40,9 +39,9 @@ type Config struct {
 	// Alerting sends medic's alerts to Alertmanager (firing and resolved).
 	Alerting notify.Config `yaml:"alerting" json:"alerting,omitzero"`
 
-	Probes  []*Probe           `yaml:"-" json:"probes"`
-	Actions map[string]*Action `yaml:"-" json:"actions"`
-	Rules   []*Rule            `yaml:"-" json:"rules"`
+	Probes  []*Probe           `yaml:"probes" json:"probes"`
+	Actions map[string]*Action `yaml:"actions" json:"actions"`
+	Rules   []*Rule            `yaml:"rules" json:"rules"`
 	// Plugins are the remediation plugin binaries (plugins.<name>) that
 	// actions of kind plugin run.
 	Plugins map[string]*plugins.Config `yaml:"-" json:"plugins,omitempty"`
@@ -65,7 +64,7 @@ type Probe struct {
 	// Spec is the kind's decoded config (the pointer its NewConfig returned).
 	Spec any `yaml:"-" json:"spec"`
 
-	Kinds map[string]yaml.Node `yaml:",inline" json:"-"`
+	problems error // decoding problems, reported by Parse (see decodeKind)
 }
 
 // Action is one actions.<name> entry: the common step settings and
@@ -86,9 +85,10 @@ type Action struct {
 	// namespace (Kubernetes Leases); ignored outside Kubernetes.
 	Fleet *Fleet `yaml:"fleet" json:"fleet,omitempty"`
 
-	Kind  string               `yaml:"-" json:"kind"`
-	Spec  any                  `yaml:"-" json:"spec"`
-	Kinds map[string]yaml.Node `yaml:",inline" json:"-"`
+	Kind string `yaml:"-" json:"kind"`
+	Spec any    `yaml:"-" json:"spec"`
+
+	problems error
 }
 
 // Budget is "at most Max runs per Window".
@@ -128,14 +128,11 @@ type Rule struct {
 	RetryExhaustedAfter cfg.Duration `yaml:"retryExhaustedAfter" json:"retryExhaustedAfter,omitempty"`
 }
 
-// file is the top level as written; lists of kinds are decoded per entry
-// so each gets its own defaults.
+// file is the top level as written: Config's fields plus the plugins
+// section, whose entries start from plugins.DefaultConfig.
 type file struct {
 	Config  `yaml:",inline"`
-	Probes  []yaml.Node          `yaml:"probes"`
-	Actions map[string]yaml.Node `yaml:"actions"`
-	Rules   []yaml.Node          `yaml:"rules"`
-	Plugins map[string]yaml.Node `yaml:"plugins"`
+	Plugins map[string]*pluginConfig `yaml:"plugins"`
 }
 
 // Defaults.
@@ -178,143 +175,216 @@ func Parse(b []byte) (*Config, error) {
 	return parse(b, os.LookupEnv)
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
+// parse decodes strictly (yaml.v3 KnownFields, through cfg.Load), then
+// runs each kind's Validate and Config.Validate; every problem gets the
+// line of its path.
 func parse(b []byte, lookup func(string) (string, bool)) (*Config, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &cfg.FieldError{Msg: "config is empty"}
-		}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			var line int
-			fmt.Sscanf(m[1], "%d", &line)
-			return nil, &cfg.FieldError{Line: line, Msg: "YAML syntax: " + m[2]}
-		}
-		return nil, &cfg.FieldError{Msg: "YAML syntax: " + err.Error()}
+	f := &file{Config: *Default()}
+	doc, err := cfg.Load(b, f, lookup)
+	if doc == nil {
+		return nil, err
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
+	c := &f.Config
+	errs := []error{err}
+	if c.Actions == nil {
+		c.Actions = map[string]*Action{}
 	}
-	lines := map[string]int{}
-	indexLines(root, "", lines)
-
-	var errs []error
-	if err := cfg.ExpandEnv(root, lookup); err != nil {
-		errs = append(errs, err)
+	for i, p := range c.Probes {
+		path := fmt.Sprintf("probes[%d]", i)
+		errs = append(errs, doc.Problems(p.problems), validateSpec(p.Spec, cfg.Join(path, p.Kind)))
 	}
-	c := Default()
-	f := file{Config: *c}
-	if err := cfg.Decode(root, &f, ""); err != nil {
-		errs = append(errs, err)
+	for name, a := range c.Actions {
+		a.Name = name
+		errs = append(errs, doc.Problems(a.problems), validateSpec(a.Spec, cfg.Join("actions."+name, a.Kind)))
 	}
-	c = &f.Config
-	c.Actions = map[string]*Action{}
-	for i := range f.Probes {
-		p, err := decodeProbe(&f.Probes[i], fmt.Sprintf("probes[%d]", i))
-		errs = append(errs, err)
-		c.Probes = append(c.Probes, p)
-	}
-	for name, n := range f.Actions {
-		a, err := decodeAction(name, &n, "actions."+name)
-		errs = append(errs, err)
-		c.Actions[name] = a
-	}
-	for name, n := range f.Plugins {
+	for name, pc := range f.Plugins {
 		if c.Plugins == nil {
 			c.Plugins = map[string]*plugins.Config{}
 		}
-		pc := plugins.DefaultConfig()
-		errs = append(errs, decodeSpec(&n, pc, "plugins."+name))
-		c.Plugins[name] = pc
+		c.Plugins[name] = pc.Config
+		errs = append(errs, doc.Problems(pc.problems), validateSpec(pc.Config, "plugins."+name))
 	}
-	for i := range f.Rules {
-		r := &Rule{}
-		errs = append(errs, cfg.Decode(&f.Rules[i], r, fmt.Sprintf("rules[%d]", i)))
-		c.Rules = append(c.Rules, r)
+	// A section yaml could not decode (duplicate keys) is empty here;
+	// checking references against it would only add noise.
+	refs := len(c.Actions) == len(doc.Keys("actions"))
+	errs = append(errs, c.validate(refs))
+	if err := doc.Locate(errors.Join(errs...), ""); err != nil {
+		return nil, err
 	}
-	errs = append(errs, c.Validate())
-	err := errors.Join(errs...)
-	if err == nil {
-		return c, nil
-	}
-	return nil, fillLines(err, lines)
+	return c, nil
 }
 
-func decodeProbe(n *yaml.Node, path string) (*Probe, error) {
-	p := &Probe{}
-	derr := cfg.Decode(n, p, path)
-	kind, node, err := oneKind(p.Kinds, path, "probe", probe.Kinds())
-	if err != nil {
-		return p, errors.Join(derr, err)
-	}
-	k, _ := probe.Lookup(kind)
-	p.Kind = kind
-	p.Spec = k.NewConfig()
-	return p, errors.Join(derr, decodeSpec(node, p.Spec, cfg.Join(path, kind)))
-}
-
-func decodeAction(name string, n *yaml.Node, path string) (*Action, error) {
-	a := DefaultAction()
-	a.Name = name
-	derr := cfg.Decode(n, a, path)
-	kind, node, err := oneKind(a.Kinds, path, "action", actions.Kinds())
-	if err != nil {
-		return a, errors.Join(derr, err)
-	}
-	k, _ := actions.Lookup(kind)
-	a.Kind = kind
-	a.Spec = k.NewConfig()
-	return a, errors.Join(derr, decodeSpec(node, a.Spec, cfg.Join(path, kind)))
-}
-
-// decodeSpec decodes a kind's section and runs its Validate. Fields that
-// failed to decode keep their defaults, so Validate still reports the
-// other problems; duplicates are removed when the errors are listed.
-func decodeSpec(n *yaml.Node, spec any, path string) error {
-	err := cfg.Decode(n, spec, path)
+// validateSpec runs a kind's Validate, with paths under path.
+func validateSpec(spec any, path string) error {
 	if v, ok := spec.(cfg.Validator); ok {
-		err = errors.Join(err, cfg.Prefix(path, v.Validate()))
+		return cfg.Prefix(path, v.Validate())
 	}
-	return err
+	return nil
 }
 
-// oneKind checks that exactly one registered kind key is present.
-func oneKind(m map[string]yaml.Node, path, what string, known []string) (string, *yaml.Node, error) {
-	var names []string
-	for k := range m {
-		names = append(names, k)
+// UnmarshalYAML decodes the name and the one kind key, whose config
+// starts from the kind's NewConfig.
+func (p *Probe) UnmarshalYAML(unmarshal func(any) error) error {
+	type fields Probe // without this method
+	f := fields{}
+	kind, spec, err := decodeKind(unmarshal, &f, probeKinds)
+	*p = Probe(f)
+	p.Kind, p.Spec, p.problems = kind, spec, err
+	return nil
+}
+
+// MarshalYAML writes the probe as configured (name and kind key).
+func (p *Probe) MarshalYAML() (any, error) {
+	type fields Probe
+	return withKind((*fields)(p), p.Kind, p.Spec)
+}
+
+// UnmarshalYAML decodes the step settings over DefaultAction and the one
+// kind key, whose config starts from the kind's NewConfig.
+func (a *Action) UnmarshalYAML(unmarshal func(any) error) error {
+	type fields Action
+	f := fields(*DefaultAction())
+	kind, spec, err := decodeKind(unmarshal, &f, actionKinds)
+	*a = Action(f)
+	a.Kind, a.Spec, a.problems = kind, spec, err
+	return nil
+}
+
+// MarshalYAML writes the action as configured (settings and kind key).
+func (a *Action) MarshalYAML() (any, error) {
+	type fields Action
+	return withKind((*fields)(a), a.Kind, a.Spec)
+}
+
+// pluginConfig is one plugins.<name> entry, decoded over plugins.DefaultConfig.
+type pluginConfig struct {
+	*plugins.Config
+	problems error
+}
+
+func (p *pluginConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	p.Config = plugins.DefaultConfig()
+	p.problems = unmarshal(p.Config)
+	return nil
+}
+
+func (p *pluginConfig) MarshalYAML() (any, error) { return p.Config, nil }
+
+// kindTable is a registry of kinds as config decoding sees it.
+type kindTable struct {
+	what      string
+	names     func() []string
+	newConfig func(name string) (any, bool)
+}
+
+var (
+	probeKinds = kindTable{"probe", probe.Kinds, func(n string) (any, bool) {
+		k, ok := probe.Lookup(n)
+		if !ok {
+			return nil, false
+		}
+		return k.NewConfig(), true
+	}}
+	actionKinds = kindTable{"action", actions.Kinds, func(n string) (any, bool) {
+		k, ok := actions.Lookup(n)
+		if !ok {
+			return nil, false
+		}
+		return k.NewConfig(), true
+	}}
+)
+
+// decodeKind decodes a mapping of common fields (into common, a pointer
+// to a struct pre-filled with defaults) plus exactly one registered kind
+// key (into a fresh NewConfig of that kind), in one strict pass: the
+// target is a struct built for this kind key, so yaml itself checks every
+// field of both. Problems are returned, not passed to yaml, because yaml
+// drops a list or map entry whose UnmarshalYAML fails, and the entry must
+// stay for the checks that follow.
+func decodeKind[F any](unmarshal func(any) error, common *F, t kindTable) (string, any, error) {
+	n := cfg.NodeOf(unmarshal)
+	if n.Kind != yaml.MappingNode {
+		return "", nil, cfg.NodeError(n, "expected a mapping, got %s", cfg.KindName(n))
 	}
-	sort.Strings(names)
 	var errs []error
-	var found []string
-	for _, k := range names {
-		if _, ok := lookupKind(what, k); ok {
-			found = append(found, k)
+	var kinds []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if _, ok := t.newConfig(n.Content[i].Value); ok {
+			kinds = append(kinds, n.Content[i])
+		}
+	}
+	kind, spec := "", any(nil)
+	switch len(kinds) {
+	case 0:
+		errs = append(errs, cfg.NodeError(n, "no %s kind given (one of: %s)", t.what, strings.Join(t.names(), ", ")))
+	case 1:
+		kind, spec = kinds[0].Value, must(t.newConfig(kinds[0].Value))
+	default:
+		var names []string
+		for _, k := range kinds {
+			names = append(names, k.Value)
+		}
+		errs = append(errs, cfg.NodeError(kinds[1], "more than one %s kind given (%s): use one per entry", t.what, strings.Join(names, ", ")))
+	}
+	fields := []reflect.StructField{{Name: "Common", Type: reflect.TypeFor[F](), Tag: `yaml:",inline"`}}
+	if spec != nil {
+		fields = append(fields, reflect.StructField{Name: "Spec", Type: reflect.TypeOf(spec), Tag: reflect.StructTag(fmt.Sprintf("yaml:%q", kind))})
+	}
+	fields = append(fields, reflect.StructField{Name: "Rest", Type: reflect.TypeFor[map[string]yaml.Node](), Tag: `yaml:",inline"`})
+	v := reflect.New(reflect.StructOf(fields)).Elem()
+	v.Field(0).Set(reflect.ValueOf(*common))
+	if spec != nil {
+		v.Field(1).Set(reflect.ValueOf(spec))
+	}
+	errs = append(errs, unmarshal(v.Addr().Interface()))
+	*common = v.Field(0).Interface().(F)
+	if spec != nil {
+		if v.Field(1).IsNil() { // "exec:" with no value keeps the defaults
+			spec = must(t.newConfig(kind))
+		} else {
+			spec = v.Field(1).Interface()
+		}
+	}
+	// Keys that are neither common fields nor the kind: unknown.
+	known := append(cfg.FieldNames(common), t.names()...)
+	rest := v.FieldByName("Rest").Interface().(map[string]yaml.Node)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if _, ok := rest[k.Value]; !ok {
 			continue
 		}
-		errs = append(errs, cfg.Errorf(cfg.Join(path, k), "unknown field (%s kinds: %s)", what, strings.Join(known, ", ")))
+		if _, isKind := t.newConfig(k.Value); isKind {
+			continue // reported above
+		}
+		hint := cfg.Suggest(k.Value, known)
+		if !strings.Contains(hint, "did you mean") {
+			hint = fmt.Sprintf(" (%s kinds: %s)", t.what, strings.Join(t.names(), ", "))
+		}
+		errs = append(errs, cfg.NodeError(k, "unknown field%s", hint))
 	}
-	switch {
-	case len(errs) > 0:
-		return "", nil, errors.Join(errs...)
-	case len(found) == 0:
-		return "", nil, cfg.Errorf(path, "no %s kind given (one of: %s)", what, strings.Join(known, ", "))
-	case len(found) > 1:
-		return "", nil, cfg.Errorf(path, "more than one %s kind given (%s): use one per entry", what, strings.Join(found, ", "))
-	}
-	n := m[found[0]]
-	return found[0], &n, nil
+	return kind, spec, cfg.TypeErrors(errs...)
 }
 
-func lookupKind(what, name string) (any, bool) {
-	if what == "probe" {
-		return probe.Lookup(name)
+func must(v any, _ bool) any { return v }
+
+// withKind encodes fields and appends the kind key with its spec.
+func withKind(fields any, kind string, spec any) (any, error) {
+	var n yaml.Node
+	if err := n.Encode(fields); err != nil {
+		return nil, err
 	}
-	return actions.Lookup(name)
+	if kind != "" {
+		var s yaml.Node
+		if err := s.Encode(spec); err != nil {
+			return nil, err
+		}
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: kind}, &s)
+	}
+	return &n, nil
 }
+
+// nameRule says what nameRe accepts.
+const nameRule = "must start with a letter or '_', followed by letters, digits, '_', '-' or '.'"
 
 var (
 	nameRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
@@ -325,7 +395,11 @@ var (
 var ExprParser = parser.NewParser(parser.Options{})
 
 // Validate checks cross-field rules; decoding already checked keys and types.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(true) }
+
+// validate checks cross-field rules; refs=false skips the check that
+// rules name defined actions.
+func (c *Config) validate(refs bool) error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
 	if c.Listen == "" {
@@ -348,7 +422,7 @@ func (c *Config) Validate() error {
 		case p.Name == "":
 			add(path, "is required")
 		case !nameRe.MatchString(p.Name):
-			add(path, "%q: use letters, digits, '_', '-', '.'", p.Name)
+			add(path, "%q: %s", p.Name, nameRule)
 		default:
 			if j, dup := seen[p.Name]; dup {
 				add(path, "%q is already used by probes[%d]", p.Name, j)
@@ -365,7 +439,7 @@ func (c *Config) Validate() error {
 		a := c.Actions[n]
 		path := "actions." + n
 		if !nameRe.MatchString(n) {
-			add(path, "action name %q: use letters, digits, '_', '-', '.'", n)
+			add(path, "action name %q: %s", n, nameRule)
 		}
 		errs = append(errs, cfg.Prefix(path+".backoff", a.Backoff.Validate()))
 		if a.Budget != nil {
@@ -410,7 +484,7 @@ func (c *Config) Validate() error {
 	}
 	for _, n := range sortedKeys(c.Plugins) {
 		if !plugins.ValidName(n) {
-			add("plugins."+n, "plugin name %q: use letters, digits, '_', '-', '.'", n)
+			add("plugins."+n, "plugin name %q: %s", n, nameRule)
 		}
 	}
 	alerts := map[string]int{}
@@ -445,7 +519,7 @@ func (c *Config) Validate() error {
 			add(path+".retryExhaustedAfter", "must be at least 1m (0 disables), not %s", ra)
 		}
 		for j, a := range r.Remediate {
-			if _, ok := c.Actions[a]; !ok {
+			if _, ok := c.Actions[a]; !ok && refs {
 				add(fmt.Sprintf("%s.remediate[%d]", path, j), "unknown action %q (defined: %s)", a, strings.Join(names, ", "))
 			}
 		}
@@ -463,55 +537,6 @@ func checkExpr(s string) error {
 		return nil
 	}
 	return fmt.Errorf("expression must return an instant vector or scalar, not a %s", e.Type())
-}
-
-// indexLines records the line of every path in the document.
-func indexLines(n *yaml.Node, path string, out map[string]int) {
-	if _, ok := out[path]; !ok {
-		out[path] = n.Line
-	}
-	switch n.Kind {
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := cfg.Join(path, n.Content[i].Value)
-			out[p] = n.Content[i].Line
-			indexLines(n.Content[i+1], p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			indexLines(c, fmt.Sprintf("%s[%d]", path, i), out)
-		}
-	}
-}
-
-// fillLines gives FieldErrors without a line the line of their path, or of
-// the nearest parent that exists in the document.
-func fillLines(err error, lines map[string]int) error {
-	var out []error
-	for _, e := range cfg.Flatten(err) {
-		var fe *cfg.FieldError
-		if errors.As(e, &fe) && fe.Line == 0 {
-			c := *fe
-			for p := c.Path; p != ""; p = parent(p) {
-				if l, ok := lines[p]; ok && l > 0 {
-					c.Line = l
-					break
-				}
-			}
-			out = append(out, &c)
-			continue
-		}
-		out = append(out, e)
-	}
-	return errors.Join(out...)
-}
-
-func parent(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i <= 0 {
-		return ""
-	}
-	return p[:i]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

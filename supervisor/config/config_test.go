@@ -195,6 +195,12 @@ rules:
     retryExhaustedAfter: 1h
 `, []string{"rules[0].retryExhaustedAfter: must be at least 1m (0 disables), not 30s",
 			"rules[1].retryExhaustedAfter: has no effect without remediate"}},
+		{"near-miss keys", "evaluationIntervall: 5s\nprobes:\n  - name: a\n    testprobe: {url: x, intervall: 5s}\n", []string{
+			`evaluationIntervall: unknown field (did you mean "evaluationInterval"?)`,
+			`probes[0].testprobe.intervall: unknown field (did you mean "interval"?)`}},
+		{"a second document", "listen: x\n---\nlisten: y\n", []string{"a second YAML document (after ---) is not supported"}},
+		{"a numeric name", "probes:\n  - name: 500\n    testprobe: {url: x}\n", []string{
+			`probes[0].name: "500": must start with a letter or '_'`}},
 		{"unset env var", "stateDir: ${MEDIC_TEST_SURELY_UNSET}\n", []string{"stateDir: environment variable MEDIC_TEST_SURELY_UNSET is not set"}},
 	}
 	for _, tc := range cases {
@@ -222,6 +228,54 @@ rules:
 				}
 			}
 		})
+	}
+}
+
+// A duplicate key is reported as such, with both lines, and not as the
+// references to it that follow (regression: "unknown action "fix" (defined: )").
+func TestDuplicateKeyNamesBothLines(t *testing.T) {
+	_, err := Parse([]byte(`actions:
+  fix:
+    exec: {command: [a]}
+  fix:
+    exec: {command: [b]}
+rules:
+  - alert: A
+    expr: up
+    remediate: [fix]
+`))
+	if err == nil {
+		t.Fatal("duplicate key accepted")
+	}
+	got := err.Error()
+	if !strings.Contains(got, "actions.fix: duplicate key: first defined at line 2 (line 4)") {
+		t.Errorf("no duplicate-key problem with both lines:\n%s", got)
+	}
+	if strings.Contains(got, "unknown action") {
+		t.Errorf("a reference to the duplicated key is reported as unknown:\n%s", got)
+	}
+}
+
+// Input that is not UTF-8, and tab indentation, are named with line and cause.
+func TestEncodingAndTabsHaveLineAndCause(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"listen: x\nstateDir: \xff\xfe/tmp\n", "not UTF-8 text: byte 0xff at column 11 (save the file as UTF-8) (line 2)"},
+		{"store:\n  maxSeries: 5\n\tretention: 1h\n", "indented with a tab; YAML indents with spaces"},
+		{"store:\n\tmaxSeries: 5\n", "YAML syntax: indented with a tab"},
+	} {
+		_, err := Parse([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.in, err, tc.want)
+			continue
+		}
+		var fe *cfg.FieldError
+		if !errors.As(err, &fe) || fe.Line == 0 {
+			t.Errorf("%q: no line in %v", tc.in, err)
+		}
+	}
+	_, err := Parse([]byte("store:\n  maxSeries: 5\n\tretention: 1h\n"))
+	if !strings.Contains(err.Error(), "(line 3)") {
+		t.Errorf("tab problem not on the tab's line: %v", err)
 	}
 }
 

@@ -216,15 +216,13 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10)
 }
 
-// CheckScalar validates a size; it implements cfg.ScalarChecker so a bad
-// value is reported with its path and line.
-func (ByteSize) CheckScalar(s string) error { _, err := ParseByteSize(s); return err }
-
-// UnmarshalYAML parses a size; bad values are reported by the config walk.
+// UnmarshalYAML parses a size; a bad value is an error at the node.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	if v, err := ParseByteSize(n.Value); err == nil {
-		*b = v
+	v, err := ParseByteSize(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return cfg.NodeError(n, "invalid size %s (use e.g. 1048576, 512KiB, 16MiB)", cfg.KindName(n))
 	}
+	*b = v
 	return nil
 }
 
