@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // The HTML view of /status is rendered from the same JSON document API
@@ -24,6 +26,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ago":  ago,
 	"secs": secs,
 	"num":  num,
+	"dur":  dur,
 	"inc":  func(v any) int { f, _ := v.(float64); return int(f) + 1 },
 	"has":  func(v any) bool { return v != nil && v != "" && v != 0.0 && v != false },
 	"get": func(m any, key string) any {
@@ -110,6 +113,16 @@ func secs(v any) string {
 		return fmt.Sprint(v)
 	}
 	return human(time.Duration(f * float64(time.Second)))
+}
+
+// dur writes a Go duration string ("1h0m0s") as Prometheus does ("1h").
+func dur(v any) string {
+	s, _ := v.(string)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	return model.Duration(d).String()
 }
 
 // num writes a sample value: numbers as Prometheus does, non-finite ones
