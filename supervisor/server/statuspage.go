@@ -33,15 +33,6 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		mm, _ := m.(map[string]any)
 		return mm[key]
 	},
-	"first": func(m any, keys ...string) string {
-		mm, _ := m.(map[string]any)
-		for _, k := range keys {
-			if s, ok := mm[k].(string); ok && s != "" {
-				return s
-			}
-		}
-		return ""
-	},
 }).Parse(statusHTML))
 
 // parseTS reads an RFC 3339 timestamp from the JSON document.
