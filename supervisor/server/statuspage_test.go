@@ -1,0 +1,66 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// A /status document as remedy and the supervisor write it, with what
+// only a held incident or a non-finite value has.
+const heldDoc = `{
+  "version": "v1", "startedAt": "2026-12-01T12:00:00Z", "now": "2026-12-01T12:01:00Z", "dryRun": true, "paused": true, "pausedBy": "pod annotation medic.io/pause",
+  "summary": {"firing": 1, "pending": 0, "remediating": 0, "held": 1, "exhausted": 1, "probesDown": 0, "ruleErrors": 0},
+  "probes": [], "rules": [],
+  "alerts": [{"alert": "RatioBroken", "labels": {"alertname": "RatioBroken", "host": "n1"}, "state": "firing", "value": "NaN",
+              "activeAt": "2026-12-01T12:00:30Z", "incident": "inc-1"}],
+  "incidents": [
+    {"id": "inc-1", "alert": "RatioBroken", "labels": {"host": "n1"}, "state": "held", "step": 2, "attempt": 1, "maxAttempts": 3,
+     "heldReason": "fleet", "heldMessage": "2 of 2 fleet slots taken", "nextAttemptAt": "2026-12-01T12:01:30Z",
+     "action": "restart-agent", "ladder": ["reconnect", "restart-agent"], "value": "+Inf", "startedAt": "2026-12-01T12:00:30Z", "round": 1, "attempts": []},
+    {"id": "inc-2", "alert": "Other", "labels": {}, "state": "exhausted", "step": 1, "action": "a", "ladder": ["a"], "value": 1,
+     "startedAt": "2026-12-01T11:00:00Z", "nextAttemptAt": "2026-12-01T13:00:00Z", "round": 2, "attempts": []}
+  ]
+}`
+
+func TestStatusPageRendersHeldIncidentsAndNonFiniteValues(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal([]byte(heldDoc), &doc); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Listener: ln, Status: func() any { return doc }, Logger: slog.New(slog.DiscardHandler)})
+	go s.Run(t.Context())
+	resp, err := http.Get("http://" + s.Addr() + "/status?format=html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	text := regexp.MustCompile(`\s+`).ReplaceAllString(regexp.MustCompile(`(?s)<style.*?</style>|<[^>]*>`).ReplaceAllString(string(b), " "), " ")
+	text = strings.NewReplacer("&#34;", `"`, "&quot;", `"`, "&#43;", "+").Replace(text)
+	if resp.StatusCode != 200 {
+		t.Fatalf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	for _, want := range []string{
+		"1 held", "1 exhausted", "paused: yes", "dry run: yes", "Paused by pod annotation medic.io/pause",
+		"position step 2 of 2 (restart-agent), attempt 1/3",
+		"waiting on fleet : 2 of 2 fleet slots taken",
+		"next attempt 2026-12-01 12:01:30.000Z in 30 s (if the guard allows it then)",
+		// An exhausted incident walked again later (retryExhaustedAfter).
+		"round 2", "next attempt 2026-12-01 13:00:00.000Z in 59 min",
+		"alert value +Inf", "NaN",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("page lacks %q:\n%s", want, text)
+		}
+	}
+}
