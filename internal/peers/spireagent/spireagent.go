@@ -94,6 +94,9 @@ type Options struct {
 	Host string
 	// Addr is the agent's listen address (default 127.0.0.1:0).
 	Addr string
+	// ControlAddr is the control endpoints' listen address (default
+	// 127.0.0.1:0); the node E2E tests reach it on the pod's IP.
+	ControlAddr string
 	// NoJitter makes every wait exact.
 	NoJitter bool
 	// Seed seeds the jitter (default: random).
@@ -311,7 +314,11 @@ func (p *Peer) Start() (string, error) {
 	startCtl := p.ctlSrv == nil
 	p.mu.Unlock()
 	if startCtl {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr := p.o.ControlAddr
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return "", fmt.Errorf("spireagent: control listener: %w", err)
 		}
