@@ -319,8 +319,23 @@ EOF
 	local containerd_s
 	containerd_s=$(since "$t")
 
-	# The kubelet, registered with the API server as node $NODE.
+	# The kubelet, registered with the API server as node $NODE, its pods'
+	# cgroups under /$CGROUP_ROOT (which must exist) in every hierarchy.
 	t=$(now)
+	if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then # cgroup v2
+		mkdir -p "/sys/fs/cgroup/$CGROUP_ROOT"
+		sed 's/[^ ]*/+&/g' /sys/fs/cgroup/cgroup.subtree_control >"/sys/fs/cgroup/$CGROUP_ROOT/cgroup.subtree_control" 2>/dev/null || true
+	else
+		local h
+		for h in /sys/fs/cgroup/*/; do
+			[[ -d $h && ! -L ${h%/} ]] || continue
+			mkdir -p "$h$CGROUP_ROOT"
+			if [[ -f ${h}cpuset.cpus ]]; then
+				cat "${h}cpuset.cpus" >"$h$CGROUP_ROOT/cpuset.cpus"
+				cat "${h}cpuset.mems" >"$h$CGROUP_ROOT/cpuset.mems"
+			fi
+		done
+	fi
 	local kport hport
 	kport=$(free_port)
 	hport=$(free_port)

@@ -43,6 +43,16 @@ const signalRestart = "{mode: signal, process: spire-agent, signal: SIGTERM, gra
 const defaultStep = `    budget: {max: 3, window: 1h}
     verify: 30s`
 
+// budgetStep allows one restart an hour and judges it after 4 s.
+const budgetStep = `    budget: {max: 1, window: 1h}
+    backoff: {policy: constant, initial: 1s, attempts: 3}
+    verify: 4s`
+
+// scStep makes one attempt.
+const scStep = `    budget: {max: 1, window: 1h}
+    backoff: {policy: constant, initial: 1s, attempts: 1}
+    verify: 20s`
+
 // agentRestarted waits until the agent container's restartCount exceeds
 // before and returns the pod and how long it took from since.
 func (e *env) agentRestarted(t *testing.T, name string, before int32, since time.Time) (*corev1.Pod, time.Duration) {
@@ -245,9 +255,7 @@ func TestSignalModeSecurityContexts(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			pod := e.createPod(t, podOpts{name: c.name, medicConfig: medicConfig(signalRestart, `    budget: {max: 1, window: 1h}
-    backoff: {policy: constant, initial: 1s, attempts: 1}
-    verify: 20s`), medic: c.medic, agentSC: c.agentSC, shareProcessNamespace: true})
+			pod := e.createPod(t, podOpts{name: c.name, medicConfig: medicConfig(signalRestart, scStep), medic: c.medic, agentSC: c.agentSC, shareProcessNamespace: true})
 			setAgentMode(t, pod, "mode=failing&code=Unavailable")
 			st := waitStatus(t, pod, "an attempt finished", 60*time.Second, func(s medicStatus) bool {
 				return len(s.Incidents) > 0 && len(s.Incidents[0].Attempts) > 0 && s.Incidents[0].Attempts[0].Result != "running"
@@ -303,9 +311,7 @@ func TestMedicRestartKeepsIncidentAndBudget(t *testing.T) {
 	shipped, _ := shippedSidecar(t)
 	m := withOverlayPatch(t, shipped, "deploy/spire-agent/medic-privileges.yaml")
 	name := "medic-killed"
-	pod := e.createPod(t, podOpts{name: name, medicConfig: medicConfig(signalRestart, `    budget: {max: 1, window: 1h}
-    backoff: {policy: constant, initial: 1s, attempts: 3}
-    verify: 4s`), medic: &m, shareProcessNamespace: true})
+	pod := e.createPod(t, podOpts{name: name, medicConfig: medicConfig(signalRestart, budgetStep), medic: &m, shareProcessNamespace: true})
 
 	setAgentMode(t, pod, "mode=failing&code=Unavailable")
 	pod, _ = e.agentRestarted(t, name, 0, time.Now())
@@ -351,4 +357,38 @@ func TestMedicRestartKeepsIncidentAndBudget(t *testing.T) {
 	waitStatus(t, pod, "incident resolved", 30*time.Second, func(s medicStatus) bool {
 		return len(s.Incidents) > 0 && s.Incidents[0].ID == inc.ID && s.Incidents[0].State == "resolved"
 	})
+}
+
+// Signal mode in a pod with hostPID (medic sees every process on the
+// node): two agents of the same name run, one in medic's pod and one in
+// another pod. medic must signal its own pod's agent and never the other.
+func TestSignalModeHostPIDScopedToPod(t *testing.T) {
+	e := setup(t)
+	other := e.createPod(t, podOpts{name: "bystander-hostpid", noMedic: true})
+	otherPID := hostPID(t, other, "spire-agent")
+
+	shipped, _ := shippedSidecar(t)
+	m := withOverlayPatch(t, shipped, "deploy/spire-agent/medic-privileges.yaml")
+	name := "signal-hostpid"
+	pod := e.createPod(t, podOpts{name: name, medicConfig: medicConfig(signalRestart, scStep),
+		medic: &m, hostPID: true})
+
+	setAgentMode(t, pod, "mode=failing&code=Unavailable")
+	st := waitStatus(t, pod, "an attempt finished", 60*time.Second, func(s medicStatus) bool {
+		return len(s.Incidents) > 0 && len(s.Incidents[0].Attempts) > 0 && s.Incidents[0].Attempts[0].Result != "running"
+	})
+	a := st.Incidents[0].Attempts[0]
+	t.Logf("attempt %s: %s %s", a.Result, a.Reason, a.Message)
+
+	o := e.getPod(t, other.Name)
+	if n := restarts(o, "spire-agent"); n != 0 {
+		t.Errorf("medic signalled the agent of another pod: its restartCount is %d", n)
+	}
+	if pid := hostPID(t, o, "spire-agent"); pid != otherPID {
+		t.Errorf("the other pod's agent process changed: pid %d, was %d", pid, otherPID)
+	}
+	if a.Result != "succeeded" {
+		t.Fatalf("medic did not restart its own pod's agent (both agents visible through hostPID): %+v", a)
+	}
+	e.agentRestarted(t, name, 0, time.Now())
 }
