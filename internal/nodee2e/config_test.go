@@ -16,6 +16,7 @@ func TestMedicConfigsValid(t *testing.T) {
 		"signal": medicConfig(signalRestart, defaultStep),
 		"budget": medicConfig(signalRestart, budgetStep),
 		"sc":     medicConfig(signalRestart, scStep),
+		"relay":  relayConfig,
 	} {
 		if _, err := config.Parse([]byte(c)); err != nil {
 			t.Errorf("%s: %v\n%s", name, err, c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
 
@@ -391,4 +393,81 @@ func TestSignalModeHostPIDScopedToPod(t *testing.T) {
 		t.Fatalf("medic did not restart its own pod's agent (both agents visible through hostPID): %+v", a)
 	}
 	e.agentRestarted(t, name, 0, time.Now())
+}
+
+// relayConfig is medic beside the KubeArmor-like relay (as in
+// deploy/kubearmor-relay/medic.yaml, at test speed): a grpcStream probe on
+// the relay's alert stream, and restart mode probe when it is down.
+var relayConfig = fmt.Sprintf(`listen: ":%d"
+stateDir: /var/lib/medic
+evaluationInterval: 1s
+probes:
+  - name: relay
+    grpcStream:
+      target: "127.0.0.1:32767"
+      insecure: true
+      api: kubearmor
+      stream: alerts
+      keepalive: {time: 10s, timeout: 2s}
+actions:
+  restart-relay:
+    restart: {mode: probe, failureThreshold: %d, periodSeconds: %d}
+    budget: {max: 3, window: 1h}
+    verify: 60s
+rules:
+  - alert: RelayStreamDown
+    expr: 'medic_probe_up{probe="relay"} == 0'
+    for: 2s
+    remediate: [restart-relay]
+`, medicPort, livenessThreshold, livenessPeriod)
+
+// A wedged relay (SIGSTOP from the node: its port still accepts, nothing
+// answers): medic's stream probe notices through keepalive, the rule
+// fires, medic fails /livez/agent, the kubelet restarts the relay
+// container, and medic's stream comes back on the new process.
+func TestRelayWedgedRestartedThroughProbe(t *testing.T) {
+	e := setup(t)
+	name := "relay"
+	relay := corev1.Container{
+		Name: "relay", Image: e.Images.Relay, ImagePullPolicy: corev1.PullNever,
+		Args: []string{"-listen", "127.0.0.1:32767", "-interval", "500ms"},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/livez/agent", Port: intstr.FromInt32(medicPort)}},
+			InitialDelaySeconds: livenessDelay, PeriodSeconds: livenessPeriod, FailureThreshold: livenessThreshold, TimeoutSeconds: 1,
+		},
+		SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true),
+			ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+	}
+	pod := e.createPod(t, podOpts{name: name, medicConfig: relayConfig, agent: &relay})
+	up := func(s medicStatus) bool {
+		for _, p := range s.Probes {
+			if p.Name == "relay" {
+				return p.Up == 1
+			}
+		}
+		return false
+	}
+	waitStatus(t, pod, "relay stream up", 30*time.Second, up)
+
+	pid := hostPID(t, pod, "relay")
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	fault := time.Now()
+	pod = e.waitPod(t, name, "relay container restarted", 90*time.Second, func(p *corev1.Pod) bool {
+		return restarts(p, "relay") > 0
+	})
+	t.Logf("wedged relay -> container restarted by the kubelet in %s", time.Since(fault).Round(100*time.Millisecond))
+	st := waitStatus(t, pod, "stream up again and incident resolved", 60*time.Second, func(s medicStatus) bool {
+		return up(s) && len(s.Incidents) > 0 && s.Incidents[0].State == "resolved"
+	})
+	t.Logf("incident resolved %s after the fault", time.Since(fault).Round(100*time.Millisecond))
+	if a := st.Incidents[0].Attempts; len(a) != 1 || a[0].Result != "succeeded" {
+		t.Errorf("want one succeeded attempt, got %+v", a)
+	}
+	if n := restarts(e.getPod(t, name), "relay"); n != 1 {
+		t.Errorf("relay restartCount %d, want 1", n)
+	}
 }

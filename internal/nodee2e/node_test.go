@@ -216,6 +216,8 @@ type podOpts struct {
 	annotations           map[string]string
 	// noMedic runs the agent alone (a bystander).
 	noMedic bool
+	// agent replaces the SPIRE-like agent container (e.g. the relay).
+	agent *corev1.Container
 }
 
 // Liveness probe of the agent in the probe-mode pods. The restart action's
@@ -262,6 +264,9 @@ func (e *env) createPod(t *testing.T, o podOpts) *corev1.Pod {
 		HostPID:                       o.hostPID,
 		TerminationGracePeriodSeconds: ptr.To[int64](5),
 		Containers:                    []corev1.Container{e.agentContainer(o)},
+	}
+	if o.agent != nil {
+		spec.Containers = []corev1.Container{*o.agent}
 	}
 	if !o.noMedic {
 		shipped, vols := shippedSidecar(t)
@@ -400,7 +405,9 @@ func containerStatus(p *corev1.Pod, name string) corev1.ContainerStatus {
 	return corev1.ContainerStatus{}
 }
 
-func restarts(p *corev1.Pod, container string) int32 { return containerStatus(p, container).RestartCount }
+func restarts(p *corev1.Pod, container string) int32 {
+	return containerStatus(p, container).RestartCount
+}
 
 // --- talking to the pods ----------------------------------------------------
 
@@ -437,7 +444,11 @@ func getAgentSyncs(t *testing.T, pod *corev1.Pod) agentSyncs {
 
 // medicStatus is medic's /status (the fields used here).
 type medicStatus struct {
-	Paused    bool   `json:"paused"`
+	Paused bool `json:"paused"`
+	Probes []struct {
+		Name string  `json:"name"`
+		Up   float64 `json:"up"`
+	} `json:"probes"`
 	PausedBy  string `json:"pausedBy"`
 	StartedAt string `json:"startedAt"`
 	Incidents []struct {
