@@ -126,6 +126,7 @@ teardown() {
 	done
 	stop kube-apiserver
 	stop etcd
+	rm -rf /dev/shm/medic-node-e2e-etcd
 	# Network namespaces of our pods: those containerd created during the run.
 	if [[ -f $STATE/netns.before ]]; then
 		local ns
