@@ -120,7 +120,7 @@ teardown() {
 	# Shims outlive containerd by design; ours name our socket on their command line.
 	local p
 	for p in /proc/[0-9]*; do
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $STATE/containerd/containerd.sock"; then
+		if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -q -- "-address $STATE/containerd/containerd.sock"; then
 			kill -KILL "${p#/proc/}" 2>/dev/null || true
 		fi
 	done
@@ -191,19 +191,24 @@ setup() {
 	eval "$(bash "$ROOT/scripts/kubelet-env.sh" --print-env)"
 	local kubelet_s
 	kubelet_s=$(since "$t")
+	# MEDIC_NODE_STANDALONE=1 (a debugging aid): no control plane; the
+	# kubelet runs static pods from $STATE/manifests only.
+	local standalone=${MEDIC_NODE_STANDALONE:-}
 	t=$(now)
-	eval "$(bash "$ROOT/scripts/kube-testenv.sh" --print-env)"
+	[[ -n $standalone ]] || eval "$(bash "$ROOT/scripts/kube-testenv.sh" --print-env)"
 	local cp_s
 	cp_s=$(since "$t")
 
-	# medic and the test peers, static, and their images.
+	# The test peers, static, and their images (internal/nodee2e/cmd/mkimage:
+	# any binaries at any paths); medic's image from scripts/image.sh.
 	t=$(now)
 	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$STATE/bin/" \
-		./cmd/medic ./internal/peers/spireagent/cmd/spire-agent ./internal/peers/relay/cmd/relay \
+		./internal/peers/spireagent/cmd/spire-agent ./internal/peers/relay/cmd/relay \
 		./internal/nodee2e/cmd/pause ./internal/nodee2e/cmd/mkimage)
 	local mk="$STATE/bin/mkimage"
 	"$mk" -o "$STATE/images/pause.tar" -tag "$PAUSE_IMAGE" -user 65535:65535 "$STATE/bin/pause=/pause"
-	"$mk" -o "$STATE/images/medic.tar" -tag medic.local/medic:e2e -user 65532:65532 "$STATE/bin/medic=/medic"
+	# medic's own image is the shipped one (scripts/image.sh), retagged.
+	bash "$ROOT/scripts/image.sh" --tag medic.local/medic:e2e --out "$STATE/images/medic.tar" >"$STATE/logs/image.log"
 	"$mk" -o "$STATE/images/spire-agent.tar" -tag medic.local/spire-agent:e2e "$STATE/bin/spire-agent=/opt/spire/bin/spire-agent"
 	"$mk" -o "$STATE/images/relay.tar" -tag medic.local/relay:e2e "$STATE/bin/relay=/relay"
 	local images_s
@@ -259,6 +264,7 @@ EOF
 
 	# etcd + kube-apiserver: Node and RBAC authorization, the default
 	# admission plugins (ServiceAccount, NodeRestriction included).
+	if [[ -z $standalone ]]; then
 	mkdir -p /dev/shm/medic-node-e2e-etcd
 	rm -rf /dev/shm/medic-node-e2e-etcd/*
 	ln -s /dev/shm/medic-node-e2e-etcd "$STATE/etcd"
@@ -276,6 +282,7 @@ EOF
 		--service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none
 	wait_for 90 kube-apiserver "kube-apiserver /readyz" \
 		curl -fsS --cacert "$e/ca.crt" -H "Authorization: Bearer $admin_token" "$server/readyz"
+	fi
 	local apiserver_s
 	apiserver_s=$(since "$t")
 
@@ -368,14 +375,20 @@ nodeStatusUpdateFrequency: 5s
 featureGates: {KubeletCrashLoopBackOffMax: true}
 crashLoopBackOff: {maxContainerRestartPeriod: 2s}
 EOF
-	start kubelet "$MEDIC_KUBELET_BIN/kubelet" --config="$STATE/etc/kubelet.yaml" \
-		--kubeconfig="$STATE/etc/kubelet.kubeconfig" --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet-certs" \
+	local kubeconfig=(--kubeconfig="$STATE/etc/kubelet.kubeconfig")
+	[[ -z $standalone ]] || kubeconfig=()
+	start kubelet "$MEDIC_KUBELET_BIN/kubelet" --config="$STATE/etc/kubelet.yaml" "${kubeconfig[@]}" \
+		--root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet-certs" \
 		--hostname-override="$NODE" --node-ip="$GW" --v=2
 	node_ready() {
 		curl -fsS --cacert "$e/ca.crt" -H "Authorization: Bearer $admin_token" "$server/api/v1/nodes/$NODE" |
 			jq -e '.status.conditions[] | select(.type == "Ready") | .status == "True"'
 	}
-	wait_for 120 kubelet "node $NODE Ready" node_ready
+	if [[ -n $standalone ]]; then
+		wait_for 120 kubelet "kubelet /healthz" curl -fsS "http://127.0.0.1:$hport/healthz"
+	else
+		wait_for 120 kubelet "node $NODE Ready" node_ready
+	fi
 	local kubelet_start_s
 	kubelet_start_s=$(since "$t")
 
