@@ -1,12 +1,12 @@
 package supervisor
 
 import (
-	"runtime/debug"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/medic-sidecar/medic/internal/version"
 	"github.com/medic-sidecar/medic/supervisor/store"
 )
 
@@ -74,13 +74,10 @@ func (c probeSeriesCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func newBuildInfo() prometheus.Collector {
-	goVersion := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-	}
+	v := version.Get()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "medic_build_info", Help: "medic's version.",
-		ConstLabels: prometheus.Labels{"version": Version, "goversion": goVersion},
+		Name: "medic_build_info", Help: "A metric with a constant 1 labelled by medic's version, revision and Go version.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision, "goversion": v.GoVersion},
 	})
 	g.Set(1)
 	return g

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 
+	"github.com/medic-sidecar/medic/internal/version"
 	"github.com/medic-sidecar/medic/supervisor/api"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/rules"
@@ -16,7 +17,7 @@ import (
 func (s *Supervisor) api() http.Handler {
 	eng, q := s.engine.PromQL()
 	return api.New(api.Options{Engine: eng, Queryable: q, Parser: config.ExprParser, Rules: s.rulesWithLadders,
-		EvaluationInterval: s.cfg.EvaluationInterval.D(), Now: s.clk.Now, Version: Version, GoVersion: runtime.Version(),
+		EvaluationInterval: s.cfg.EvaluationInterval.D(), Now: s.clk.Now, Version: Version, Revision: version.Get().Revision, GoVersion: runtime.Version(),
 		Logger: s.log.With("component", "api")})
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/livez"
+	"github.com/medic-sidecar/medic/internal/version"
 	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/api"
 	"github.com/medic-sidecar/medic/supervisor/config"
@@ -39,8 +40,8 @@ import (
 	"github.com/medic-sidecar/medic/supervisor/store"
 )
 
-// Version is set at build time (-ldflags "-X .../supervisor.Version=v1.2.3").
-var Version = "dev"
+// Version is medic's version (internal/version: -ldflags -X or the build info).
+var Version = version.Get().Version
 
 // Options configures a Supervisor.
 type Options struct {

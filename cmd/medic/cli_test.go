@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -167,5 +168,93 @@ func TestDemoCompletesOneCycle(t *testing.T) {
 		if !strings.Contains(out, step) {
 			t.Errorf("demo output lacks %q:\n%s", step, out)
 		}
+	}
+}
+
+// Every command answers -h, --help and `medic help NAME` on stdout with
+// exit 0, with its usage and examples.
+func TestHelpOnStdoutWithExamples(t *testing.T) {
+	for _, name := range visibleCommands() {
+		for _, args := range [][]string{{name, "-h"}, {name, "--help"}, {"help", name}} {
+			code, out, stderr := runCLI(context.Background(), args...)
+			if code != 0 || stderr != "" {
+				t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+			}
+			if !strings.Contains(out, "usage:") || !strings.Contains(out, "examples:\n  medic ") && !strings.Contains(out, "examples:\n  source") {
+				t.Errorf("%v: no usage with examples on stdout:\n%s", args, out)
+			}
+		}
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		code, out, _ := runCLI(context.Background(), args...)
+		if code != 0 || !strings.Contains(out, "validate") || !strings.Contains(out, "--version") {
+			t.Errorf("%v: exit %d\n%s", args, code, out)
+		}
+	}
+	code, _, stderr := runCLI(context.Background(), "help", "nope")
+	if code != 2 || !strings.Contains(stderr, `unknown command "nope"`) {
+		t.Errorf("help nope: exit %d, %q", code, stderr)
+	}
+}
+
+func TestVersionFlagsAgree(t *testing.T) {
+	_, want, _ := runCLI(context.Background(), "version")
+	for _, args := range [][]string{{"--version"}, {"-v"}} {
+		code, out, _ := runCLI(context.Background(), args...)
+		if code != 0 || out != want {
+			t.Errorf("%v: exit %d %q, want %q", args, code, out, want)
+		}
+	}
+	if !strings.Contains(want, "revision ") || !strings.Contains(want, "go1.") {
+		t.Errorf("version lacks revision or Go version: %q", want)
+	}
+}
+
+func TestValidateCountsInTheSingular(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "one.yaml")
+	os.WriteFile(f, []byte(`stateDir: `+dir+`
+probes:
+  - name: a
+    tcp: {address: "127.0.0.1:1"}
+actions:
+  fix: {exec: {command: [/bin/true]}}
+rules:
+  - {alert: A, expr: 'medic_probe_up == 0', remediate: [fix]}
+`), 0o600)
+	code, out, stderr := runCLI(context.Background(), "validate", "--config", f)
+	if code != 0 || !strings.Contains(out, "valid (1 probe, 1 rule, 1 action)") {
+		t.Fatalf("exit %d %q %s", code, out, stderr)
+	}
+}
+
+// The bash script completes commands and their flags (run in real bash).
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	_, script, _ := runCLI(context.Background(), "completion", "bash")
+	for line, want := range map[string]string{
+		"medic va":           "validate",
+		"medic run --con":    "--config",
+		"medic help ru":      "run",
+		"medic completion f": "fish",
+	} {
+		words := strings.Fields(line)
+		prog := script + "\nCOMP_WORDS=(" + line + "); COMP_CWORD=" + fmt.Sprint(len(words)-1) + "; _medic; echo \"${COMPREPLY[*]}\"\n"
+		out, err := exec.Command(bash, "-c", prog).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%q: %q (%v), want %q", line, out, err, want)
+		}
+	}
+	for _, sh := range []string{"zsh", "fish"} {
+		code, out, _ := runCLI(context.Background(), "completion", sh)
+		if code != 0 || !strings.Contains(out, "validate") {
+			t.Errorf("%s: exit %d", sh, code)
+		}
+	}
+	if code, _, _ := runCLI(context.Background(), "completion", "tcsh"); code != 2 {
+		t.Errorf("unknown shell: exit %d, want 2", code)
 	}
 }

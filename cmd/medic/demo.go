@@ -28,7 +28,8 @@ import (
 var demoConfig string
 
 func init() {
-	commands["demo"] = command{summary: "watch medic heal a SPIRE-like agent on loopback (no setup needed)", run: cmdDemo}
+	commands["demo"] = command{summary: "watch medic heal a SPIRE-like agent on loopback (no setup needed)", run: cmdDemo,
+		examples: "medic demo\nmedic demo --logs"}
 	commands["demo-agentctl"] = command{run: cmdDemoAgentctl} // hidden: the demo's remediation
 	commands["demo-peer"] = command{run: cmdDemoPeer}         // hidden: a SPIRE-like agent for trying configs
 }

@@ -32,10 +32,20 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// command is one subcommand.
+// command is one subcommand. To add one, put in its own file:
+//
+//	func init() {
+//		commands["replay"] = command{summary: "…", examples: "medic replay …", run: cmdReplay}
+//	}
+//
+// and build its flags with newFlagSet/parseFlags (see /work/coord/cli.md):
+// help, -h/--help, completion and usage errors then work the same for it.
 type command struct {
+	// summary is the one line in `medic help`; empty hides the command.
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	// examples are shown by `medic help NAME` and NAME -h, one per line.
+	examples string
+	run      func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // commands is the subcommand table; each lives in its own file.
@@ -48,16 +58,31 @@ func main() {
 	os.Exit(code)
 }
 
-// run executes one command line and returns the process exit code.
+// run executes one command line and returns the process exit code: 0,
+// 1 for a failure, 2 for bad usage or an invalid config.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
 	}
-	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
+	name, args := args[0], args[1:]
+	switch name {
+	case "-h", "--help", "-help":
 		usage(stdout)
 		return 0
+	case "-v", "--version", "-version":
+		name = "version"
+	case "help":
+		if len(args) == 0 {
+			usage(stdout)
+			return 0
+		}
+		name, args = args[0], []string{"-h"}
+		if _, ok := commands[name]; !ok {
+			fmt.Fprintf(stderr, "medic help: unknown command %q\n\n", name)
+			usage(stderr)
+			return exitUsage
+		}
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -65,7 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return exitUsage
 	}
-	err := cmd.run(ctx, args[1:], stdout, stderr)
+	if wantsHelp(args) {
+		stderr = stdout // help is output asked for: stdout, exit 0
+	}
+	err := cmd.run(ctx, args, stdout, stderr)
 	var ee *exitError
 	switch {
 	case err == nil:
@@ -83,17 +111,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// wantsHelp reports whether args ask for help (-h, -help, --help before
+// a "--"), which every command answers on stdout with exit 0.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: medic <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
+	for _, n := range visibleCommands() {
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+flags:
+  -h, --help     show help (also: medic help <command>, medic <command> -h)
+  -v, --version  print the version
+
+examples:
+  medic demo
+  medic validate --config /etc/medic/medic.yaml
+  medic run --config /etc/medic/medic.yaml --log-format text
+  source <(medic completion bash)
+`)
+}
+
+// visibleCommands lists the commands that have a summary, sorted.
+func visibleCommands() []string {
+	var names []string
 	for n, c := range commands {
 		if c.summary != "" {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'medic <command> -h' for a command's flags.")
+	return names
 }

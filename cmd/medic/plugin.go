@@ -26,7 +26,11 @@ func init() {
 const pluginUsage = `usage:
   medic plugin info [flags] PATH          start a plugin binary once; print its Info and sha256
   medic plugin validate --config FILE     check the config's plugin binaries and have each plugin
-                                          validate the config of the actions that use it`
+                                          validate the config of the actions that use it
+
+examples:
+  medic plugin info /usr/lib/medic/plugins/webhook
+  medic plugin validate --config /etc/medic/medic.yaml`
 
 func cmdPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub := ""

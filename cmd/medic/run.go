@@ -12,6 +12,7 @@ import (
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/version"
 	"github.com/medic-sidecar/medic/supervisor"
 	_ "github.com/medic-sidecar/medic/supervisor/builtin" // every built-in probe and action kind
 	"github.com/medic-sidecar/medic/supervisor/config"
@@ -22,9 +23,11 @@ import (
 const shutdownGrace = 10 * time.Second
 
 func init() {
-	commands["run"] = command{summary: "run the supervisor with a config file", run: cmdRun}
-	commands["validate"] = command{summary: "check a config file and list every problem", run: cmdValidate}
-	commands["version"] = command{summary: "print the version", run: cmdVersion}
+	commands["run"] = command{summary: "run the supervisor with a config file", run: cmdRun, examples: `medic run --config /etc/medic/medic.yaml
+medic run --config medic.yaml --dry-run --log-format text --log-level debug`}
+	commands["validate"] = command{summary: "check a config file and list every problem", run: cmdValidate, examples: `medic validate --config examples/spire-agent.yaml`}
+	commands["version"] = command{summary: "print the version, revision and Go version", run: cmdVersion, examples: `medic version
+medic --version`}
 }
 
 // logFlags are shared by commands that log.
@@ -52,31 +55,53 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be json or text, not %q", l.format)
 }
 
-// newFlagSet returns a flag set that reports errors (and -h) on stderr.
+// newFlagSet returns a flag set that prints errors and usage (with the
+// command's examples) on stderr; run hands a command stdout as its stderr
+// when help was asked for.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: medic %s %s\n\nflags:\n", name, synopsis)
-		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "usage: medic %s %s\n", name, synopsis)
+		if c := commands[name]; c.summary != "" {
+			fmt.Fprintf(stderr, "\n%s.\n", strings.ToUpper(c.summary[:1])+c.summary[1:])
+		}
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(stderr, "\nflags:")
+			fs.PrintDefaults()
+		}
+		if ex := commands[name].examples; ex != "" {
+			fmt.Fprintf(stderr, "\nexamples:\n  %s\n", strings.ReplaceAll(ex, "\n", "\n  "))
+		}
 	}
 	return fs
 }
 
 // parseFlags parses args; bad flags or stray arguments are usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+func parseFlags(fs *flag.FlagSet, args []string) error { return parseArgs(fs, args, 0) }
+
+// parseArgs parses args, which must leave exactly n positional arguments;
+// -h is an exit-0 error (the usage is printed), anything else wrong is a
+// usage error.
+func parseArgs(fs *flag.FlagSet, args []string, n int) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return &exitError{code: 0, err: errors.New("")}
 		}
 		return errUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
-		fs.Usage()
-		return errUsage
+	switch {
+	case fs.NArg() > n:
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args()[n:], " "))
+	case fs.NArg() < n:
+		fmt.Fprintln(fs.Output(), "missing arguments")
+	default:
+		return nil
 	}
-	return nil
+	fs.Usage()
+	return errUsage
 }
 
 // loadConfig loads and validates path; problems become an exit-2 error
@@ -173,7 +198,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return &exitError{code: exitUsage, err: errors.New("")}
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d probes, %d rules, %d actions", *path, len(c.Probes), len(c.Rules), len(c.Actions))
+	fmt.Fprintf(stdout, "%s: valid (%s, %s, %s", *path, plural(len(c.Probes), "probe"), plural(len(c.Rules), "rule"), plural(len(c.Actions), "action"))
 	if c.DryRun {
 		fmt.Fprint(stdout, ", dry run")
 	}
@@ -186,6 +211,14 @@ func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "medic %s\n", supervisor.Version)
+	fmt.Fprintln(stdout, version.Get())
 	return nil
+}
+
+// plural writes "1 probe", "2 probes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
