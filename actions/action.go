@@ -9,6 +9,7 @@ package actions
 import (
 	"context"
 	"errors"
+	"syscall"
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/registry"
@@ -62,11 +63,28 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
-// IsPermanent reports whether err (or anything it wraps) was marked Permanent.
+// IsPermanent reports whether err (or anything it wraps) was marked
+// Permanent. Resource exhaustion is never permanent, however it was marked:
+// it says how the machine was at that moment, not that retrying cannot help.
 func IsPermanent(err error) bool {
 	var p *permanentError
-	return errors.As(err, &p)
+	return errors.As(err, &p) && !ResourceExhausted(err)
 }
+
+// ResourceExhausted reports whether err (or anything it wraps) is the
+// kernel running out of something for a while: file descriptors (EMFILE,
+// ENFILE: "too many open files"), memory (ENOMEM, ENOBUFS) or processes
+// (EAGAIN from fork).
+func ResourceExhausted(err error) bool {
+	for _, e := range exhausted {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+var exhausted = []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.ENOBUFS, syscall.EAGAIN}
 
 // Kind is one action type, keyed by its YAML key under actions.<name>.
 type Kind struct {

@@ -315,3 +315,34 @@ func TestSPIREOverlayShipsTheExample(t *testing.T) {
 		t.Fatal("deploy/spire-agent/medic.yaml differs from examples/spire-agent.yaml: cp examples/spire-agent.yaml deploy/spire-agent/medic.yaml")
 	}
 }
+
+// medic listens on loopback by default (docs/configuration.md). A pod
+// without hostNetwork is probed by the kubelet over the pod IP, so its
+// config must set listen: ":9555" explicitly, on the port the probes name.
+func TestOverlaysWithoutHostNetworkListenOnThePodIP(t *testing.T) {
+	for _, dir := range overlays {
+		objs := build(t, dir)
+		_, tmpl := podTemplate(t, objs)
+		if tmpl.Spec.HostNetwork {
+			continue
+		}
+		n := 0
+		for _, cm := range find(objs, "ConfigMap") {
+			data, ok, _ := unstructured.NestedString(cm.Object, "data", "medic.yaml")
+			if !ok {
+				continue
+			}
+			n++
+			c, err := config.Parse([]byte(data))
+			if err != nil {
+				t.Fatalf("%s: %v", dir, err)
+			}
+			if c.Listen != ":9555" {
+				t.Errorf("%s: medic.yaml listen %q; a pod without hostNetwork needs \":9555\" (the default is loopback)", dir, c.Listen)
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no medic.yaml ConfigMap", dir)
+		}
+	}
+}

@@ -50,6 +50,8 @@ type Options struct {
 	Clock  clock.Clock
 	// Listener overrides config.Listen (tests and the demo use port 0).
 	Listener net.Listener
+	// MetricsListener overrides config.MetricsListen.
+	MetricsListener net.Listener
 	// Sinks receive every incident event in addition to the audit log.
 	Sinks []remedy.Sink
 	// OnTransition is called for every alert state change (the demo prints them).
@@ -141,7 +143,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 	retention := rules.LongestRange(config.ExprParser, exprs...) + rules.DefaultLookback + 2*c.EvaluationInterval.D() + time.Minute
 	retention = max(retention, c.Store.Retention.D())
-	s.store = store.New(store.Options{MaxSeries: c.Store.MaxSeries, Retention: retention})
+	s.store = store.New(store.Options{MaxSeries: c.Store.MaxSeries, Retention: retention, Logger: o.Logger.With("component", "store")})
 	s.engine = rules.NewEngine(s.store, rules.DefaultLookback, o.Logger.With("component", "promql"))
 
 	// Probes.
@@ -263,8 +265,16 @@ func New(o Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("listen %s: %w", c.Listen, err)
 		}
 	}
+	mln := o.MetricsListener
+	if mln == nil && c.MetricsListen != "" {
+		mln, err = net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("metricsListen %s: %w", c.MetricsListen, err)
+		}
+	}
 	s.server = server.New(server.Options{
-		Listener: ln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
+		Listener: ln, MetricsListener: mln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
 		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez, api.Prefix: s.api()},
 	})
 	built = true
@@ -286,7 +296,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	now := s.clk.Now()
 	s.started.Store(now.UnixNano())
 	s.lastEval.Store(now.UnixNano())
-	s.log.Info("medic starting", "version", Version, "listen", s.Addr(), "probes", len(s.probes),
+	s.log.Info("medic starting", "version", Version, "listen", s.Addr(), "metricsListen", s.server.MetricsAddr(), "probes", len(s.probes),
 		"rules", len(s.ladders), "actions", len(s.cfg.Actions), "dryRun", s.cfg.DryRun,
 		"stateDir", s.cfg.StateDir, "retention", s.store.Retention().String())
 	if s.cfg.DryRun {
@@ -408,6 +418,22 @@ func (t *trackingAppender) AddCounterRaw(key []byte, mk func() labels.Labels, v 
 	t.Appender.AddRaw(key, mk, v)
 }
 
+// AddPageRaw keeps the store's separation of page series from medic's own
+// reachable through the wrapper (the scrape probe's pageAppender).
+func (t *trackingAppender) AddPageRaw(key []byte, mk func() labels.Labels, v float64, counter bool) {
+	if pa, ok := t.Appender.(interface {
+		AddPageRaw([]byte, func() labels.Labels, float64, bool)
+	}); ok {
+		pa.AddPageRaw(key, mk, v, counter)
+		return
+	}
+	if counter {
+		t.AddCounterRaw(key, mk, v)
+		return
+	}
+	t.Appender.AddRaw(key, mk, v)
+}
+
 func (t *trackingAppender) Commit(now time.Time) (int, error) {
 	n, err := t.Appender.Commit(now)
 	t.health.commit(now)
@@ -523,6 +549,10 @@ type ProbeStatus struct {
 	FailingSince time.Time `json:"failingSince,omitzero"`
 	// Restarts counts how often the probe stopped and was restarted.
 	Restarts int `json:"restarts,omitempty"`
+
+	// SeriesDropped is how many page series the store's series cap
+	// refused in the probe's last scrape (0: not limited).
+	SeriesDropped float64 `json:"seriesDropped"`
 }
 
 // Status is the /status document.
@@ -603,6 +633,8 @@ func (s *Supervisor) Status() Status {
 			ps.Samples = pt.V
 		case "medic_probe_duration_seconds":
 			ps.Duration = pt.V
+		case store.MetricSeriesDropped:
+			ps.SeriesDropped = pt.V
 		default:
 			key := name
 			pt.Labels.Range(func(l labels.Label) {

@@ -8,12 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"slices"
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
@@ -88,8 +91,16 @@ func Env(inc actions.Incident) []string {
 	}
 }
 
-// Run starts the command in its own process group and waits for it. On
-// timeout or cancellation the whole group is killed.
+// outputGrace is how long output is still collected after the command
+// exits and its process group is killed: a child that escaped the group
+// (setsid) and keeps the pipe open is not waited for longer.
+const outputGrace = 2 * time.Second
+
+// Run starts the command in its own process group and waits for it. The
+// command's exit status alone decides the result. When it exits, every
+// process left in its group (daemons it started in the background) is
+// killed, so nothing an attempt started outlives the attempt; on timeout or
+// cancellation the whole group is killed at once.
 func (a *Action) Run(ctx context.Context, inc actions.Incident) (actions.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.c.Timeout.D())
 	defer cancel()
@@ -99,22 +110,49 @@ func (a *Action) Run(ctx context.Context, inc actions.Incident) (actions.Result,
 	for k, v := range a.c.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out := &Bounded{Max: MaxOutput}
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		// Negative pid: the whole group, so a shell's children die too.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	cmd.WaitDelay = 2 * time.Second
-	start := time.Now()
-	err := cmd.Run()
-	res := actions.Result{Output: out.String(), Details: map[string]any{
-		"command": a.c.Command, "durationSeconds": time.Since(start).Seconds(),
-	}}
-	if cmd.ProcessState != nil {
-		res.Details["exitCode"] = cmd.ProcessState.ExitCode()
+	res := actions.Result{Details: map[string]any{"command": a.c.Command}}
+	// Our own pipe, handed to the command as a file: cmd.Wait then returns
+	// when the command exits, not when the last holder of its stdout (a
+	// background child) closes it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return a.startFailed(res, err)
 	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	start := time.Now()
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return a.startFailed(res, err)
+	}
+	out := &Bounded{Max: MaxOutput}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, pr)
+	}()
+	// Wait for the command to exit without reaping it: while it is a
+	// zombie its pid (the group's id) cannot be reused, so the group kill
+	// below reaches only what the command left behind.
+	waitExited(cmd.Process.Pid)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	err = cmd.Wait()
+	select {
+	case <-copied:
+	case <-time.After(outputGrace):
+		res.Details["outputIncomplete"] = true // a child outside the group still holds the pipe
+	}
+	pr.Close()
+	<-copied
+	res.Output = out.String()
+	res.Details["durationSeconds"] = time.Since(start).Seconds()
+	res.Details["exitCode"] = cmd.ProcessState.ExitCode()
 	switch {
 	case err == nil:
 		res.Message = "exit 0"
@@ -130,13 +168,38 @@ func (a *Action) Run(ctx context.Context, inc actions.Incident) (actions.Result,
 	if errors.As(err, &ee) {
 		code := ee.ExitCode()
 		res.Message = fmt.Sprintf("exit %d", code)
-		err = fmt.Errorf("%s: exit status %d", a.c.Command[0], code)
+		if code < 0 {
+			res.Message = ee.ProcessState.String() // "signal: killed"
+		}
+		err = fmt.Errorf("%s: %s", a.c.Command[0], ee.ProcessState)
 		if slices.Contains(a.c.PermanentExitCodes, code) {
 			return res, actions.Permanent(err)
 		}
 		return res, err
 	}
-	// Could not start at all (not found, not executable): retrying won't help.
 	res.Message = err.Error()
+	return res, err
+}
+
+// startFailed classifies a command that could not be started. Not found,
+// not executable, a bad dir: retrying won't help. Running out of file
+// descriptors, memory or processes is the machine's state at that moment,
+// and retryable (actions.IsPermanent never holds for it).
+func (a *Action) startFailed(res actions.Result, err error) (actions.Result, error) {
+	res.Message = err.Error()
+	if actions.ResourceExhausted(err) {
+		return res, fmt.Errorf("start %s: %w", a.c.Command[0], err)
+	}
 	return res, actions.Permanent(err)
+}
+
+// waitExited blocks until process pid has exited, leaving it unreaped.
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
 }

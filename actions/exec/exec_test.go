@@ -3,7 +3,9 @@ package exec
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -126,5 +128,119 @@ func TestValidate(t *testing.T) {
 	err := (&Config{}).Validate()
 	if err == nil || !strings.Contains(err.Error(), "command") || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// waitGone waits (generously) for pid to be gone or a zombie.
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil || isZombie(pid) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	t.Fatalf("%s (pid %d) still alive", what, pid)
+}
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// An init-style script starts a daemon in the background that keeps stdout
+// open and exits 0: the exit status decides (success), the output read so
+// far is kept, and the daemon, left in the action's process group, is
+// killed at the end of the attempt.
+func TestBackgroundChildHoldingStdoutDoesNotFailTheAttempt(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "daemon.pid")
+	res, err := run(t, Config{Command: []string{"/bin/sh", "-c", "sleep 60 & echo $! > " + pidFile + "; echo started"}})
+	if err != nil || actions.IsPermanent(err) {
+		t.Fatalf("exit 0 with a background child: %v (%q)", err, res.Message)
+	}
+	if strings.TrimSpace(res.Output) != "started" || res.Message != "exit 0" {
+		t.Fatalf("output %q, message %q", res.Output, res.Message)
+	}
+	waitGone(t, readPid(t, pidFile), "background child after the attempt")
+}
+
+// A failing command with a background child still fails by its exit status.
+func TestBackgroundChildWithNonZeroExit(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "daemon.pid")
+	res, err := run(t, Config{Command: []string{"/bin/sh", "-c", "sleep 60 & echo $! > " + pidFile + "; echo nope; exit 5"}})
+	if err == nil || actions.IsPermanent(err) || res.Message != "exit 5" || strings.TrimSpace(res.Output) != "nope" {
+		t.Fatalf("err %v, message %q, output %q", err, res.Message, res.Output)
+	}
+	waitGone(t, readPid(t, pidFile), "background child after the attempt")
+}
+
+// medic shutting down mid-attempt cancels it: the command and its
+// background children are killed with it, none outlives medic.
+func TestCancellationKillsBackgroundChildren(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "daemon.pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := New(Config{Timeout: cfg.Duration(time.Minute),
+			Command: []string{"/bin/sh", "-c", "sleep 60 & echo $! > " + pidFile + ".tmp; mv " + pidFile + ".tmp " + pidFile + "; wait"}}).Run(ctx, inc)
+		done <- err
+	}()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(pidFile); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("command never started its child")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("cancelled run succeeded")
+	}
+	waitGone(t, readPid(t, pidFile), "background child after cancellation")
+}
+
+// Running out of file descriptors when starting the command (the state of
+// the machine, e.g. under a connection flood) is retryable, never
+// permanent. The test runs itself as a child process with RLIMIT_NOFILE at
+// its current use, so the exhaustion is real and confined to that child.
+func TestStartWithoutFileDescriptorsIsRetryable(t *testing.T) {
+	if os.Getenv("MEDIC_EXEC_EMFILE_CHILD") == "1" {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := uint64(len(ents)) // the ReadDir's own fd is closed again: one spare, not enough for a pipe pair
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(Config{Command: []string{"/bin/true"}, Timeout: cfg.Duration(time.Minute)}).Run(context.Background(), inc)
+		if err == nil {
+			t.Fatal("started without file descriptors")
+		}
+		if !errors.Is(err, syscall.EMFILE) {
+			t.Fatalf("not EMFILE: %v", err)
+		}
+		if actions.IsPermanent(err) {
+			t.Fatalf("EMFILE is permanent: %v", err)
+		}
+		return
+	}
+	cmd := osexec.Command(os.Args[0], "-test.run=^TestStartWithoutFileDescriptorsIsRetryable$", "-test.v")
+	cmd.Env = append(os.Environ(), "MEDIC_EXEC_EMFILE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
 }

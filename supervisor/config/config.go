@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -26,8 +27,13 @@ import (
 
 // Config is medic's whole configuration.
 type Config struct {
-	// Listen is the address of the HTTP server (/metrics, /status, health).
+	// Listen is the address of the HTTP server (/status, /metrics, health,
+	// /livez/agent, /api/v1). The default is loopback only: set ":9555"
+	// where kubelet probes or Prometheus reach it over the pod IP.
 	Listen string `yaml:"listen" json:"listen"`
+	// MetricsListen, when set (e.g. ":9556"), is a second address serving
+	// only the read-only /metrics, /healthz and /readyz.
+	MetricsListen string `yaml:"metricsListen" json:"metricsListen,omitempty"`
 	// StateDir holds the audit log, persisted budgets and the pause file.
 	StateDir string `yaml:"stateDir" json:"stateDir"`
 	// EvaluationInterval is how often rules are evaluated.
@@ -137,7 +143,7 @@ type file struct {
 
 // Defaults.
 const (
-	DefaultListen             = ":9555"
+	DefaultListen             = "127.0.0.1:9555"
 	DefaultStateDir           = "/var/lib/medic"
 	DefaultEvaluationInterval = 5 * time.Second
 	DefaultMaxSeries          = 100_000
@@ -404,6 +410,13 @@ func (c *Config) validate(refs bool) error {
 	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
 	if c.Listen == "" {
 		add("listen", "must not be empty (e.g. \":9555\")")
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			add("metricsListen", "%q: not a host:port address (e.g. \":9556\")", c.MetricsListen)
+		} else if c.MetricsListen == c.Listen {
+			add("metricsListen", "%q is also listen: use another port", c.MetricsListen)
+		}
 	}
 	if c.StateDir == "" {
 		add("stateDir", "must not be empty")

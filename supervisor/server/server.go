@@ -21,6 +21,11 @@ import (
 // Options configures the server.
 type Options struct {
 	Listener net.Listener
+	// MetricsListener, when set, serves only the read-only /metrics,
+	// /healthz and /readyz (config metricsListen).
+	MetricsListener net.Listener
+	// MaxConns caps open connections per listener (default DefaultMaxConns).
+	MaxConns int
 	Gatherer prometheus.Gatherer
 	// Healthy reports whether medic's loops are alive (and why not).
 	Healthy func() (bool, string)
@@ -35,14 +40,29 @@ type Options struct {
 
 // Server serves medic's endpoints.
 type Server struct {
-	o   Options
-	srv *http.Server
+	o    Options
+	srvs []*http.Server
+	lns  []*connCap
 }
+
+// Timeouts of every connection: a slow or silent client holds a slot (and
+// a file descriptor) for a bounded time only.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 60 * time.Second
+	IdleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
 
 // New builds the server; Serve starts it.
 func New(o Options) *Server {
 	mux := http.NewServeMux()
 	s := &Server{o: o}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+		s.o.Logger = o.Logger
+	}
 	mux.HandleFunc("/healthz", check(o.Healthy))
 	mux.HandleFunc("/readyz", check(o.Ready))
 	mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slogAdapter{o.Logger}}))
@@ -53,29 +73,89 @@ func New(o Options) *Server {
 	for p, h := range o.Extra {
 		mux.Handle(p, h)
 	}
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.add(o.Listener, mux)
+	if o.MetricsListener != nil {
+		ro := http.NewServeMux()
+		ro.HandleFunc("/healthz", check(o.Healthy))
+		ro.HandleFunc("/readyz", check(o.Ready))
+		ro.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slogAdapter{o.Logger}}))
+		s.add(o.MetricsListener, ro)
+	}
 	return s
+}
+
+// add serves h on ln behind the connection cap, with timeouts, and with
+// net/http's own error lines ("http: Accept error: …") in the structured log.
+func (s *Server) add(ln net.Listener, h http.Handler) {
+	l := newConnCap(ln, s.o.MaxConns)
+	logger := s.o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s.lns = append(s.lns, l)
+	s.srvs = append(s.srvs, &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         l.connState,
+		ErrorLog:          slog.NewLogLogger(logger.With("listen", ln.Addr().String()).Handler(), slog.LevelWarn),
+	})
 }
 
 // Addr is the listener's address.
 func (s *Server) Addr() string { return s.o.Listener.Addr().String() }
 
-// Run serves until ctx ends, then shuts down within 5 s.
+// MetricsAddr is the metrics listener's address, "" when there is none.
+func (s *Server) MetricsAddr() string {
+	if s.o.MetricsListener == nil {
+		return ""
+	}
+	return s.o.MetricsListener.Addr().String()
+}
+
+// ConnStats reports each listener's connection cap (main listener first).
+func (s *Server) ConnStats() []ConnStats {
+	out := make([]ConnStats, len(s.lns))
+	for i, l := range s.lns {
+		out[i] = l.stats()
+	}
+	return out
+}
+
+// Run serves until ctx ends (or a listener fails), then shuts down within 5 s.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.o.Listener) }()
+	errc := make(chan error, len(s.srvs))
+	for i, srv := range s.srvs {
+		go func() { errc <- srv.Serve(s.lns[i]) }()
+	}
+	var errs []error
+	pending := len(s.srvs)
 	select {
 	case err := <-errc:
-		return err
+		errs, pending = append(errs, err), pending-1
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := s.srv.Shutdown(sctx)
-	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
-		err = e
+	for _, srv := range s.srvs {
+		if err := srv.Shutdown(sctx); err != nil {
+			// Connections still open after the grace (a silent client)
+			// are cut; that is no failure of medic.
+			srv.Close()
+		}
 	}
-	return err
+	for ; pending > 0; pending-- {
+		errs = append(errs, <-errc)
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	return nil
 }
 
 func check(f func() (bool, string)) http.HandlerFunc {

@@ -3,12 +3,20 @@
 // storage.Queryable. Memory is bounded twice: samples older than the
 // retention are trimmed, and the number of series has a hard cap beyond
 // which new series are dropped and counted.
+//
+// medic's own series (metric names beginning with medic_, appended by a
+// probe itself rather than read from a page) never compete with the
+// series a probe relays from a page: they have their own reserve of
+// ReservedSeries on top of MaxSeries, so a page with more series than the
+// cap cannot hide medic_probe_up and the rest from the rules.
 package store
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,11 +32,23 @@ import (
 
 // Options configures a Store.
 type Options struct {
-	// MaxSeries is the hard cap on series held at once.
+	// MaxSeries is the hard cap on series held at once, medic's own aside.
 	MaxSeries int
+	// ReservedSeries caps medic's own series (default DefaultReservedSeries),
+	// held in addition to MaxSeries.
+	ReservedSeries int
 	// Retention is how long samples are kept.
 	Retention time.Duration
+	// Logger receives one line each time a probe starts or stops being
+	// limited by the series cap.
+	Logger *slog.Logger
 }
+
+// DefaultReservedSeries is the default reserve for medic's own series.
+const DefaultReservedSeries = 10_000
+
+// OwnPrefix starts the name of every series medic itself produces.
+const OwnPrefix = "medic_"
 
 type sample struct {
 	t int64
@@ -38,6 +58,7 @@ type sample struct {
 type memSeries struct {
 	lset    labels.Labels
 	name    string
+	own     bool     // counted against the reserve, not MaxSeries
 	samples []sample // ascending t
 	removed atomic.Bool
 }
@@ -54,9 +75,12 @@ type Store struct {
 	mu        sync.RWMutex
 	series    map[uint64][]*memSeries // by labels hash
 	byName    map[string]map[*memSeries]struct{}
-	count     int
+	count     int // all series
+	own       int // of which medic's own
 	maxSeries int
+	reserved  int
 	retention int64 // ms
+	log       *slog.Logger
 
 	dropped    uint64 // samples for series refused by the cap
 	droppedSer uint64 // distinct refusals (cache misses)
@@ -69,14 +93,22 @@ func New(o Options) *Store {
 	if o.MaxSeries <= 0 {
 		o.MaxSeries = 100_000
 	}
+	if o.ReservedSeries <= 0 {
+		o.ReservedSeries = DefaultReservedSeries
+	}
 	if o.Retention <= 0 {
 		o.Retention = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Store{
 		series:    map[uint64][]*memSeries{},
 		byName:    map[string]map[*memSeries]struct{}{},
 		maxSeries: o.MaxSeries,
+		reserved:  o.ReservedSeries,
 		retention: o.Retention.Milliseconds(),
+		log:       o.Logger,
 	}
 }
 
@@ -86,7 +118,9 @@ func (st *Store) Retention() time.Duration { return time.Duration(st.retention) 
 // Stats is a snapshot of the store's counters.
 type Stats struct {
 	Series         int    `json:"series"`
+	OwnSeries      int    `json:"ownSeries"` // medic's own, part of Series
 	MaxSeries      int    `json:"maxSeries"`
+	ReservedSeries int    `json:"reservedSeries"`
 	Samples        int    `json:"samples"`
 	DroppedSamples uint64 `json:"droppedSamples"`
 	DroppedSeries  uint64 `json:"droppedSeries"`
@@ -104,24 +138,30 @@ func (st *Store) Stats() Stats {
 			n += len(s.samples)
 		}
 	}
-	return Stats{Series: st.count, MaxSeries: st.maxSeries, Samples: n, DroppedSamples: st.dropped,
+	return Stats{Series: st.count, OwnSeries: st.own, MaxSeries: st.maxSeries, ReservedSeries: st.reserved, Samples: n, DroppedSamples: st.dropped,
 		DroppedSeries: st.droppedSer, CreatedSeries: st.created, RemovedSeries: st.removed}
 }
 
 // getOrCreate finds the series for lset or creates it; nil when the cap
-// refuses it. Caller holds st.mu for writing.
-func (st *Store) getOrCreate(lset labels.Labels) *memSeries {
+// refuses it. A new series is medic's own (reserved) when mayOwn and its
+// name has OwnPrefix. Caller holds st.mu for writing.
+func (st *Store) getOrCreate(lset labels.Labels, mayOwn bool) *memSeries {
 	h := lset.Hash()
 	for _, s := range st.series[h] {
 		if labels.Equal(s.lset, lset) {
 			return s
 		}
 	}
-	if st.count >= st.maxSeries {
+	name := lset.Get(labels.MetricName)
+	own := mayOwn && strings.HasPrefix(name, OwnPrefix)
+	if own && st.own >= st.reserved || !own && !st.roomLocked() {
 		st.droppedSer++
 		return nil
 	}
-	s := &memSeries{lset: lset, name: lset.Get(labels.MetricName)}
+	s := &memSeries{lset: lset, name: name, own: own}
+	if own {
+		st.own++
+	}
 	st.series[h] = append(st.series[h], s)
 	m := st.byName[s.name]
 	if m == nil {
@@ -133,6 +173,10 @@ func (st *Store) getOrCreate(lset labels.Labels) *memSeries {
 	st.created++
 	return s
 }
+
+// roomLocked reports whether a series that is not medic's own fits under
+// MaxSeries. Caller holds st.mu.
+func (st *Store) roomLocked() bool { return st.count-st.own < st.maxSeries }
 
 // appendLocked appends (t, v) to s, ignoring out-of-order samples, and
 // trims samples past retention. Caller holds st.mu for writing.
@@ -163,7 +207,7 @@ func (st *Store) trim(s *memSeries, mint int64) {
 func (st *Store) Append(lset labels.Labels, t time.Time, v float64) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	s := st.getOrCreate(lset)
+	s := st.getOrCreate(lset, true)
 	if s == nil {
 		st.dropped++
 		return false
@@ -178,7 +222,7 @@ func (st *Store) GC(now time.Time) int {
 	mint := now.UnixMilli() - st.retention
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	removed := 0
+	removed, own := 0, 0
 	for h, l := range st.series {
 		keep := l[:0]
 		for _, s := range l {
@@ -190,6 +234,9 @@ func (st *Store) GC(now time.Time) int {
 					delete(st.byName, s.name)
 				}
 				removed++
+				if s.own {
+					own++
+				}
 				continue
 			}
 			keep = append(keep, s)
@@ -201,6 +248,7 @@ func (st *Store) GC(now time.Time) int {
 		}
 	}
 	st.count -= removed
+	st.own -= own
 	st.removed += uint64(removed)
 	return removed
 }

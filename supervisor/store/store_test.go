@@ -206,3 +206,81 @@ func TestNewCounterSeriesStartsAtZero(t *testing.T) {
 		t.Fatalf("OK series altered: %v", got)
 	}
 }
+
+type pageAppender interface {
+	AddPageRaw(key []byte, mk func() labels.Labels, v float64, counter bool)
+	AddRaw(key []byte, mk func() labels.Labels, v float64)
+	Commit(time.Time) (int, error)
+}
+
+// A page filling the series cap cannot crowd out medic's own series, and a
+// page series named medic_* gets no share of their reserve.
+func TestOwnSeriesAreReservedBeyondTheCap(t *testing.T) {
+	st := store.New(store.Options{MaxSeries: 10})
+	app := st.Appender("big").(pageAppender)
+	page := func(name string, i int) {
+		l := labels.FromStrings("__name__", name, "i", fmt.Sprint(i))
+		app.AddPageRaw([]byte(l.String()), func() labels.Labels { return l }, 1, false)
+	}
+	for i := range 25 {
+		page("big_gauge", i)
+	}
+	page("medic_probe_up", 99) // from the page: competes like any page series
+	up := labels.FromStrings("__name__", "medic_probe_up")
+	app.AddRaw([]byte("\xffup"), func() labels.Labels { return up }, 1)
+	if n, err := app.Commit(t0); err != nil || n != 11 {
+		t.Fatalf("committed %d (%v), want 10 page samples + medic_probe_up", n, err)
+	}
+	got := query(t, st, `medic_probe_up{probe="big"}`, t0)
+	if len(got) != 1 || got[`{__name__="medic_probe_up", probe="big"}`] != 1 {
+		t.Fatalf("medic_probe_up: %v", got)
+	}
+	if got := query(t, st, `medic_probe_series_dropped`, t0); got[`{__name__="medic_probe_series_dropped", probe="big"}`] != 16 {
+		t.Fatalf("medic_probe_series_dropped: %v", got)
+	}
+	if got := query(t, st, `medic_probe_samples_dropped_total`, t0); got[`{__name__="medic_probe_samples_dropped_total", probe="big"}`] != 16 {
+		t.Fatalf("medic_probe_samples_dropped_total: %v", got)
+	}
+	s := st.Stats()
+	if s.Series-s.OwnSeries != 10 || s.OwnSeries != 3 {
+		t.Fatalf("stats %+v: want 10 page series and 3 own", s)
+	}
+}
+
+// The reserve is itself bounded.
+func TestOwnSeriesReserveIsBounded(t *testing.T) {
+	st := store.New(store.Options{MaxSeries: 10, ReservedSeries: 5})
+	app := st.Appender("p")
+	for i := range 8 {
+		app.Add(labels.FromStrings("__name__", "medic_x", "i", fmt.Sprint(i)), 1)
+	}
+	app.Commit(t0)
+	if s := st.Stats(); s.OwnSeries != 5 || s.DroppedSeries != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Series refused by the cap are stored once there is room again.
+func TestRefusedSeriesAreRetriedWhenRoomFrees(t *testing.T) {
+	st := store.New(store.Options{MaxSeries: 3, Retention: time.Minute})
+	a, b := st.Appender("a"), st.Appender("b")
+	for i := range 3 {
+		a.Add(labels.FromStrings("__name__", "x", "i", fmt.Sprint(i)), 1)
+	}
+	a.Commit(t0)
+	b.Add(labels.FromStrings("__name__", "y"), 1)
+	b.Commit(t0)
+	if got := query(t, st, `y`, t0); len(got) != 0 {
+		t.Fatalf("y stored over the cap: %v", got)
+	}
+	a.Commit(t0.Add(time.Second)) // a's series vanish (stale) ...
+	st.GC(t0.Add(2 * time.Minute)) // ... and are collected
+	now := t0.Add(2*time.Minute + time.Second)
+	b.Add(labels.FromStrings("__name__", "y"), 2)
+	b.Commit(now)
+	b.Add(labels.FromStrings("__name__", "y"), 3)
+	b.Commit(now.Add(time.Second))
+	if got := query(t, st, `y`, now.Add(time.Second)); got[`{__name__="y", probe="b"}`] != 3 {
+		t.Fatalf("y not stored once room freed: %v", got)
+	}
+}

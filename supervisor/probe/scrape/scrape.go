@@ -539,10 +539,26 @@ func abbrev(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
+// pageAppender is implemented by appenders (the store's) that keep series
+// read from a page apart from medic's own: page series compete for the
+// store's series cap, so a page larger than the cap never crowds out
+// medic_probe_up and the probe's other own series.
+type pageAppender interface {
+	AddPageRaw(key []byte, mk func() labels.Labels, v float64, counter bool)
+}
+
 // ingest appends the series check recorded from page b.
 func (p *Probe) ingest(app probe.Appender, b []byte, ct string) int {
 	p.page, p.ct, p.lazy, p.lazyOrd = b, ct, nil, -1
 	defer func() { p.page, p.lazy = nil, nil }()
+	if pa, ok := app.(pageAppender); ok {
+		for i := range p.recs {
+			r := &p.recs[i]
+			p.cur = r.ord
+			pa.AddPageRaw(p.keys[r.off:r.end], p.mk, r.v, r.counter && !p.c.NoZeroNewCounters)
+		}
+		return len(p.recs)
+	}
 	ca, _ := app.(probe.CounterAppender)
 	for i := range p.recs {
 		r := &p.recs[i]
