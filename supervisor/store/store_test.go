@@ -273,7 +273,7 @@ func TestRefusedSeriesAreRetriedWhenRoomFrees(t *testing.T) {
 	if got := query(t, st, `y`, t0); len(got) != 0 {
 		t.Fatalf("y stored over the cap: %v", got)
 	}
-	a.Commit(t0.Add(time.Second)) // a's series vanish (stale) ...
+	a.Commit(t0.Add(time.Second))  // a's series vanish (stale) ...
 	st.GC(t0.Add(2 * time.Minute)) // ... and are collected
 	now := t0.Add(2*time.Minute + time.Second)
 	b.Add(labels.FromStrings("__name__", "y"), 2)
