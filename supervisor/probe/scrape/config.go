@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"gopkg.in/yaml.v3"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
@@ -21,6 +22,14 @@ const (
 	DefaultInterval   = 5 * time.Second
 	DefaultMaxTimeout = 10 * time.Second // the timeout is min(interval, this) unless set
 	DefaultMaxBytes   = 16 << 20
+
+	// Label limits: a page series beyond them fails the scrape
+	// (label_limit). Far above what SPIRE and KubeArmor export (SPIFFE IDs
+	// are at most 2048 bytes), far below what would flood logs, the audit
+	// and an exec action's environment.
+	DefaultLabelLimit            = 64
+	DefaultLabelNameLengthLimit  = 256
+	DefaultLabelValueLengthLimit = 4096
 )
 
 // Config is probes[].scrape.
@@ -43,6 +52,18 @@ type Config struct {
 	// SampleLimit fails a scrape whose page has more samples than this;
 	// 0 means no limit other than maxBytes and the store's series cap.
 	SampleLimit int `yaml:"sampleLimit" json:"sampleLimit,omitempty"`
+	// LabelLimit fails a scrape whose page has a series with more labels
+	// than this (the metric name counts); 0 means no limit. Prometheus's
+	// label_limit.
+	LabelLimit int `yaml:"labelLimit" json:"labelLimit"`
+	// LabelNameLengthLimit fails a scrape whose page has a label name
+	// longer than this many bytes; 0 means no limit. Prometheus's
+	// label_name_length_limit.
+	LabelNameLengthLimit int `yaml:"labelNameLengthLimit" json:"labelNameLengthLimit"`
+	// LabelValueLengthLimit fails a scrape whose page has a label value
+	// (the metric name included) longer than this many bytes; 0 means no
+	// limit. Prometheus's label_value_length_limit.
+	LabelValueLengthLimit int `yaml:"labelValueLengthLimit" json:"labelValueLengthLimit"`
 	// NoZeroNewCounters turns off starting a counter series that appears
 	// after the first scrape at 0 (at the previous scrape's time), which
 	// lets rate() see a counter's first increment (docs/probes.md).
@@ -66,7 +87,9 @@ type TLSConfig struct {
 
 // NewConfig returns a Config with every default filled in.
 func NewConfig() *Config {
-	return &Config{Interval: cfg.Duration(DefaultInterval), MaxBytes: DefaultMaxBytes}
+	return &Config{Interval: cfg.Duration(DefaultInterval), MaxBytes: DefaultMaxBytes,
+		LabelLimit: DefaultLabelLimit, LabelNameLengthLimit: DefaultLabelNameLengthLimit,
+		LabelValueLengthLimit: DefaultLabelValueLengthLimit}
 }
 
 // EffectiveTimeout is the configured timeout, or min(interval, 10s).
@@ -82,6 +105,28 @@ func (c *Config) SetDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = cfg.Duration(c.EffectiveTimeout())
 	}
+}
+
+// checkLabelLimits reports the first label limit lset exceeds, as
+// Prometheus does (its verifyLabelLimits).
+func (c *Config) checkLabelLimits(lset labels.Labels) error {
+	if n := lset.Len(); c.LabelLimit > 0 && n > c.LabelLimit {
+		return fmt.Errorf("%d labels, more than labelLimit (%d)", n, c.LabelLimit)
+	}
+	if c.LabelNameLengthLimit <= 0 && c.LabelValueLengthLimit <= 0 {
+		return nil
+	}
+	return lset.Validate(func(l labels.Label) error {
+		if c.LabelNameLengthLimit > 0 && len(l.Name) > c.LabelNameLengthLimit {
+			return fmt.Errorf("label name of %d bytes (%.40q…), longer than labelNameLengthLimit (%d)",
+				len(l.Name), l.Name, c.LabelNameLengthLimit)
+		}
+		if c.LabelValueLengthLimit > 0 && len(l.Value) > c.LabelValueLengthLimit {
+			return fmt.Errorf("label %.40q has a value of %d bytes, longer than labelValueLengthLimit (%d)",
+				l.Name, len(l.Value), c.LabelValueLengthLimit)
+		}
+		return nil
+	})
 }
 
 // reservedHeaders are set by the probe and may not be configured.
@@ -119,6 +164,14 @@ func (c *Config) Validate() error {
 	}
 	if c.SampleLimit < 0 {
 		add("sampleLimit", "must not be negative (0 means no limit)")
+	}
+	for _, l := range []struct {
+		path string
+		v    int
+	}{{"labelLimit", c.LabelLimit}, {"labelNameLengthLimit", c.LabelNameLengthLimit}, {"labelValueLengthLimit", c.LabelValueLengthLimit}} {
+		if l.v < 0 {
+			add(l.path, "must not be negative (0 means no limit)")
+		}
 	}
 	for k, v := range c.Headers {
 		path := cfg.Join("headers", k)

@@ -31,6 +31,9 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Interval.D() != 5*time.Second || c.MaxBytes != 16<<20 || c.SampleLimit != 0 || c.TLS != nil {
 		t.Errorf("defaults: %+v", c)
 	}
+	if c.LabelLimit != 64 || c.LabelNameLengthLimit != 256 || c.LabelValueLengthLimit != 4096 {
+		t.Errorf("label limit defaults: %d %d %d", c.LabelLimit, c.LabelNameLengthLimit, c.LabelValueLengthLimit)
+	}
 	if got := c.EffectiveTimeout(); got != 5*time.Second {
 		t.Errorf("timeout = %v, want the interval (5s)", got)
 	}
@@ -75,6 +78,9 @@ func TestConfigErrors(t *testing.T) {
 		{"url: http://x\nmaxBytes: 12XB", "probes[0].scrape.maxBytes: invalid size \"12XB\""},
 		{"url: http://x\nmaxBytes: 0", "probes[0].scrape.maxBytes: must be greater than 0"},
 		{"url: http://x\nsampleLimit: -1", "probes[0].scrape.sampleLimit: must not be negative"},
+		{"url: http://x\nlabelLimit: -1", "probes[0].scrape.labelLimit: must not be negative"},
+		{"url: http://x\nlabelNameLengthLimit: -1", "probes[0].scrape.labelNameLengthLimit: must not be negative"},
+		{"url: http://x\nlabelValueLengthLimit: -1", "probes[0].scrape.labelValueLengthLimit: must not be negative"},
 		{"url: http://x\nheaders: {accept-encoding: br}", "probes[0].scrape.headers.accept-encoding: reserved"},
 		{"url: http://x\nheaders: {\"bad header\": x}", "probes[0].scrape.headers.bad header: invalid header name"},
 		{"url: http://x\nheaders: {X-A: \"a\\nb\"}", "probes[0].scrape.headers.X-A: header value must not contain"},

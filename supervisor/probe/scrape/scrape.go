@@ -82,10 +82,13 @@ const (
 	ReasonRead                      // the body broke off or failed to decompress
 	ReasonParse                     // the page is not a valid exposition
 	ReasonSampleLimit               // more samples than sampleLimit
+	ReasonLabelLimit                // a series beyond labelLimit, labelNameLengthLimit or labelValueLengthLimit
+	ReasonRedirect                  // too many redirects (a redirect loop)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"connect", "timeout", "tls", "http_status", "body_size", "read", "parse", "sample_limit"}
+var reasonNames = [numReasons]string{"connect", "timeout", "tls", "http_status", "body_size", "read", "parse", "sample_limit",
+	"label_limit", "redirect"}
 
 // String returns the reason's label value.
 func (r Reason) String() string {
@@ -223,7 +226,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	if c.TLS != nil {
 		p.tr.TLSClientConfig = newTLSConfig(c.TLS, u.Hostname())
 	}
-	p.client = &http.Client{Transport: p.tr}
+	p.client = &http.Client{Transport: p.tr, CheckRedirect: p.checkRedirect}
 
 	req, err := http.NewRequest(http.MethodGet, c.URL, http.NoBody)
 	if err != nil {
@@ -360,6 +363,9 @@ func (p *Probe) fetch(ctx context.Context) (string, *Error) {
 	defer cancel()
 	resp, err := p.client.Do(p.req.WithContext(ctx))
 	if err != nil {
+		if errors.Is(err, errTooManyRedirects) {
+			return "", &Error{Reason: ReasonRedirect, Err: err}
+		}
 		return "", classify(ctx, err, ReasonConnect)
 	}
 	defer func() {
@@ -394,6 +400,27 @@ func (p *Probe) fetch(ctx context.Context) (string, *Error) {
 		return "", fail(ReasonBodySize, "body exceeds maxBytes (%s)", p.c.MaxBytes)
 	}
 	return resp.Header.Get("Content-Type"), nil
+}
+
+// maxRedirects is how many redirects a scrape follows (net/http's default).
+const maxRedirects = 10
+
+var errTooManyRedirects = fmt.Errorf("stopped after %d redirects (a redirect loop?)", maxRedirects)
+
+// checkRedirect follows up to maxRedirects redirects. The configured
+// headers (an X-Api-Key, say) are for the configured host: a redirect to
+// another host or port gets none of them. net/http itself drops only
+// Authorization, Cookie and WWW-Authenticate there.
+func (p *Probe) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return errTooManyRedirects
+	}
+	if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+		for k := range p.c.Headers {
+			req.Header.Del(k)
+		}
+	}
+	return nil
 }
 
 // classify maps a transport error to a reason; def when nothing more
@@ -507,6 +534,9 @@ func (p *Probe) check(b []byte, ct string) (warns int, perr *Error) {
 			par.Labels(&lset)
 			if err := validate(lset); err != nil {
 				return 0, fail(ReasonParse, "series %s: %w", abbrev(series), err)
+			}
+			if err := p.c.checkLabelLimits(lset); err != nil {
+				return 0, fail(ReasonLabelLimit, "series %s: %w", abbrev(series), err)
 			}
 		}
 		p.seen[h] = p.gen

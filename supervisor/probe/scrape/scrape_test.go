@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,6 +191,20 @@ func failures(t testing.TB) []failure {
 		}, reason: ReasonRead, errText: `"br"`},
 		{name: "sample limit", h: page(promText, body), reason: ReasonSampleLimit,
 			tweak: func(c *Config) { c.SampleLimit = 100 }},
+		{name: "label value over labelValueLengthLimit", reason: ReasonLabelLimit, errText: "longer than labelValueLengthLimit (4096)",
+			h:     page(promText, append(slices.Clone(body), "spire_agent_extra{host=\""+strings.Repeat("x", 1<<20)+"\"} 1\n"...)),
+			tweak: func(c *Config) { c.LabelValueLengthLimit = DefaultLabelValueLengthLimit }},
+		{name: "label name over labelNameLengthLimit", reason: ReasonLabelLimit, errText: "longer than labelNameLengthLimit (256)",
+			h:     page(promText, append(slices.Clone(body), "spire_agent_extra{"+strings.Repeat("n", 300)+"=\"a\"} 1\n"...)),
+			tweak: func(c *Config) { c.LabelNameLengthLimit = DefaultLabelNameLengthLimit }},
+		{name: "metric name over labelValueLengthLimit", reason: ReasonLabelLimit, errText: `label "__name__" has a value of 5000 bytes`,
+			h:     page(promText, append(slices.Clone(body), strings.Repeat("m", 5000)+" 1\n"...)),
+			tweak: func(c *Config) { c.LabelValueLengthLimit = DefaultLabelValueLengthLimit }},
+		{name: "more labels than labelLimit", reason: ReasonLabelLimit, errText: "71 labels, more than labelLimit (64)",
+			h:     page(promText, append(slices.Clone(body), "spire_agent_extra{"+manyLabels(70)+"} 1\n"...)),
+			tweak: func(c *Config) { c.LabelLimit = DefaultLabelLimit }},
+		{name: "redirect loop", reason: ReasonRedirect, errText: "stopped after 10 redirects",
+			h: func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, r.URL.Path, http.StatusFound) }},
 		{name: "timeout", h: func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done() // hangs until the client gives up
 		}, reason: ReasonTimeout, tweak: func(c *Config) { c.Timeout = cfg.Duration(100 * time.Millisecond) }},
@@ -257,6 +273,8 @@ func TestScrapeFailures(t *testing.T) {
 			}
 			if errText := r.log.attr(1, "err"); !strings.Contains(errText, f.errText) {
 				t.Errorf("logged err %q does not contain %q", errText, f.errText)
+			} else if len(errText) > 1000 {
+				t.Errorf("logged err of %d bytes: a page must not blow up the log", len(errText))
 			}
 
 			srv.set(page(promText, []byte("spire_agent_manager_sync_fetch_entries_updates{status=\"OK\"} 2\n")))
@@ -399,5 +417,83 @@ func TestRegistered(t *testing.T) {
 	}
 	if _, err := k.New(&Config{}, probe.Env{Name: "x"}); err == nil {
 		t.Error("New accepted an invalid config")
+	}
+}
+
+func manyLabels(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "l%d=\"v\"", i)
+	}
+	return b.String()
+}
+
+// A label limit set to 0 is no limit, as in Prometheus.
+func TestLabelLimitsZeroMeansNoLimit(t *testing.T) {
+	srv := newSwitchServer(t, page(promText, []byte("x{"+manyLabels(100)+",v=\""+strings.Repeat("y", 10000)+"\"} 1\n")))
+	r := newRig(t, Config{URL: srv.URL})
+	r.cycle()
+	r.wantValue(`medic_probe_up{probe="spire"}`, 1)
+}
+
+// Configured headers (an API key) are sent to the configured host only: a
+// redirect to another host (127.0.0.2 instead of 127.0.0.1, a real second
+// loopback server) gets none of them, while a redirect within the host
+// keeps them.
+func TestConfiguredHeadersAreNotForwardedAcrossHosts(t *testing.T) {
+	var got atomic.Pointer[http.Header]
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		got.Store(&h)
+		w.Header().Set("Content-Type", promText)
+		w.Write([]byte("moved_metric 1\n"))
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatalf("a second loopback address (Linux routes all of 127/8): %v", err)
+	}
+	other.Listener = ln
+	other.Start()
+	defer other.Close()
+	home := newSwitchServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, other.URL+"/metrics", http.StatusFound)
+		case "/here":
+			http.Redirect(w, r, "/metrics", http.StatusMovedPermanently)
+		default:
+			h := r.Header.Clone()
+			got.Store(&h)
+			w.Header().Set("Content-Type", promText)
+			w.Write([]byte("home_metric 1\n"))
+		}
+	})
+	headers := map[string]string{"X-Api-Key": "s3cret", "Authorization": "Bearer t0ken", "X-Tenant": "a"}
+
+	r := newRig(t, Config{URL: home.URL + "/away", Headers: headers})
+	r.cycle()
+	r.wantValue(`medic_probe_up{probe="spire"}`, 1)
+	r.wantValue(`moved_metric`, 1)
+	h := *got.Load()
+	for k := range headers {
+		if v := h.Get(k); v != "" {
+			t.Errorf("%s: %q forwarded to another host", k, v)
+		}
+	}
+	if h.Get("Accept") != AcceptHeader {
+		t.Errorf("the probe's own Accept header was lost: %q", h.Get("Accept"))
+	}
+
+	r = newRig(t, Config{URL: home.URL + "/here", Headers: headers})
+	r.cycle()
+	r.wantValue(`home_metric`, 1)
+	h = *got.Load()
+	for k, v := range headers {
+		if h.Get(k) != v {
+			t.Errorf("%s: %q within the same host, want %q", k, h.Get(k), v)
+		}
 	}
 }
