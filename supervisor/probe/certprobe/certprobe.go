@@ -139,7 +139,7 @@ var _ probe.Probe = (*Probe)(nil)
 func New(c Config, env probe.Env) *Probe {
 	clk := env.ClockOrReal()
 	log := env.LoggerOrDiscard()
-	return &Probe{c: c, clk: clk, state: probeutil.StateLog{Log: log.With("probe", env.Name)}}
+	return &Probe{c: c, clk: clk, state: probeutil.StateLog{Log: log}} // env.Logger already carries probe=<name>
 }
 
 // Run reads certificates every interval until ctx ends.

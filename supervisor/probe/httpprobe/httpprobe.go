@@ -200,7 +200,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	p := &Probe{
 		c: c, clk: clk, want: c.ExpectBody, headers: http.Header{},
 		client: &http.Client{Transport: tr, Timeout: c.Timeout.D()},
-		state:  probeutil.StateLog{Log: log.With("probe", env.Name, "url", c.URL)},
+		state:  probeutil.StateLog{Log: log.With("url", c.URL)},
 	}
 	statuses := c.ExpectStatus
 	if len(statuses) == 0 {

@@ -137,7 +137,7 @@ func New(c Config, env probe.Env) *Probe {
 		c.Handshake = HandshakeNone
 	}
 	return &Probe{c: c, path: c.path(), clk: clk,
-		state: probeutil.StateLog{Log: log.With("probe", env.Name, "path", c.path())}}
+		state: probeutil.StateLog{Log: log.With("path", c.path())}}
 }
 
 // Result is one check.

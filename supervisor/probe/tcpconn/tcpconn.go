@@ -161,7 +161,7 @@ type counters struct {
 // New builds a tcpconn probe from a validated config.
 func New(c Config, env probe.Env) (*Probe, error) {
 	p := &Probe{c: c, clk: env.ClockOrReal(), log: env.LoggerOrDiscard()}
-	p.log = p.log.With("probe", env.Name, "kind", Kind)
+	p.log = p.log.With("kind", Kind)
 	for _, s := range c.Peers {
 		t, err := sockdiag.ParseTarget(s, true)
 		if err != nil {

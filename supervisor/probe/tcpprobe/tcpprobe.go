@@ -91,7 +91,7 @@ var _ probe.Probe = (*Probe)(nil)
 func New(c Config, env probe.Env) *Probe {
 	clk := env.ClockOrReal()
 	log := env.LoggerOrDiscard()
-	return &Probe{c: c, clk: clk, state: probeutil.StateLog{Log: log.With("probe", env.Name, "address", c.Address)}}
+	return &Probe{c: c, clk: clk, state: probeutil.StateLog{Log: log.With("address", c.Address)}}
 }
 
 // Result is one check.
