@@ -1,6 +1,7 @@
 package scrape
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -21,12 +22,14 @@ func FuzzScrapeParse(f *testing.F) {
 		"", "foo 1\n", "foo 1", "foo{a=\"b\"} 1 123\n", "foo{a=\"1\",a=\"2\"} 1\n", "a 1\na 2\n",
 		"foo abc\n", "{\"my.metric\",a=\"b\"} 1\n", "{a=\"b\"} 1\n", "# TYPE x histogram\nx_bucket{le=\"1\"} 1\n",
 		"x_total 1 # {t=\"1\"} 1\n# EOF\n", "\xff\xfe\x00junk", "foo{a=\"\\xff\"} 1\n", "foo NaN\nbar +Inf\nbaz -Inf\n",
+		"foo{a=\"" + strings.Repeat("v", 5000) + "\"} 1\n", "foo{" + strings.Repeat("a", 300) + "=\"1\"} 1\n",
 	} {
 		f.Add([]byte(s), uint8(0))
 		f.Add([]byte(s), uint8(1))
 	}
-	p, err := New(Config{URL: "http://127.0.0.1:1/metrics", Interval: 5e9, MaxBytes: DefaultMaxBytes},
-		probe.Env{Name: "fuzz"})
+	c := NewConfig() // the shipped limits, label limits included
+	c.URL = "http://127.0.0.1:1/metrics"
+	p, err := New(*c, probe.Env{Name: "fuzz"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -35,7 +38,7 @@ func FuzzScrapeParse(f *testing.F) {
 		st := store.New(store.Options{})
 		app := st.Appender("fuzz")
 		if _, err := p.check(body, ct); err != nil {
-			if err.Reason != ReasonParse {
+			if err.Reason != ReasonParse && err.Reason != ReasonLabelLimit {
 				t.Fatalf("check: reason %v for a parse problem: %v", err.Reason, err)
 			}
 			if got, _ := app.Commit(t0); got != 0 {

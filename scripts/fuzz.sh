@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh [DURATION]: runs every fuzz target in the repository (each
+# `func FuzzXxx` in a _test.go file) for DURATION each (default 10s; any
+# `go test -fuzztime` value: 30s, 5m, 100000x), one after the other, and
+# prints the executions per target and in total. A crasher is left by go
+# test in the package's testdata/fuzz/FuzzXxx/ (commit it: it becomes a
+# regression seed every `go test` runs) and fails the script.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-10s}"
+fail=0
+total=0
+summary=()
+# package dir + target name for every fuzz target.
+while IFS=: read -r file name; do
+  dir="./$(dirname "$file")"
+  echo "=== $name ($dir) for $duration"
+  log=$(mktemp)
+  # -parallel bounds the workers (default: GOMAXPROCS).
+  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$duration" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} "$dir" 2>&1 | tee "$log" | grep -E '^(fuzz: elapsed.*execs|--- FAIL|    |FAIL|ok|PASS)' | tail -n 4
+  rc=${PIPESTATUS[0]}
+  # The last progress line carries the cumulative count: "execs: 123456 (…/sec)".
+  execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+  execs=${execs:-0}
+  total=$((total + execs))
+  if [ "$rc" -ne 0 ]; then
+    fail=1
+    summary+=("$(printf '%-28s %-36s %12s  FAILED (see testdata/fuzz/%s)' "$name" "$dir" "$execs" "$name")")
+  else
+    summary+=("$(printf '%-28s %-36s %12s' "$name" "$dir" "$execs")")
+  fi
+  rm -f "$log"
+done < <(grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed 's/^\.\///; s/:func /:/' | sort)
+
+echo
+printf '%-28s %-36s %12s\n' target package executions
+printf '%s\n' "${summary[@]}"
+printf '%-28s %-36s %12s\n' total "" "$total"
+exit $fail
