@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 
 	"github.com/medic-sidecar/medic/internal/clock"
 )
@@ -30,7 +30,7 @@ type Env struct {
 // KubeEnv is medic's Kubernetes access: a clientset and its own pod
 // (Downward API). supervisor/kube's Client.ActionsEnv builds it.
 type KubeEnv struct {
-	Client    kubernetes.Interface
+	Client    *kubeclient.Clientset
 	Namespace string
 	Pod       string
 	Node      string

@@ -16,6 +16,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 )
 
@@ -92,7 +93,7 @@ func run(a actions.Action, dry bool) (actions.Result, error) {
 }
 
 // unreachable is a clientset for a port nobody listens on.
-func unreachable(t *testing.T) kubernetes.Interface {
+func unreachable(t *testing.T) *kubeclient.Clientset {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,7 +101,7 @@ func unreachable(t *testing.T) kubernetes.Interface {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: 2 * time.Second})
+	cs, err := kubeclient.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

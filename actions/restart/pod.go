@@ -87,7 +87,7 @@ func (p *podRestart) Run(ctx context.Context, inc actions.Incident) (actions.Res
 		verb = "evict"
 	}
 	res := actions.Result{Details: map[string]any{"pod": ref, "evict": p.evict}}
-	pods := p.kube.Client.CoreV1().Pods(p.namespace)
+	pods := p.kube.Client.Pods(p.namespace)
 	pod, err := pods.Get(ctx, p.pod, metav1.GetOptions{})
 	if err != nil {
 		res.Message = "cannot read pod " + ref
@@ -111,7 +111,7 @@ func (p *podRestart) Run(ctx context.Context, inc actions.Incident) (actions.Res
 		// 429 with Retry-After, which client-go would otherwise retry (up to
 		// 10 times, 10 s apart) inside this attempt. The step's backoff is
 		// the retry policy.
-		err = p.kube.Client.CoreV1().RESTClient().Post().
+		err = p.kube.Client.CoreREST().Post().
 			Namespace(p.namespace).Resource("pods").Name(p.pod).SubResource("eviction").
 			Body(&policyv1.Eviction{
 				ObjectMeta:    metav1.ObjectMeta{Name: p.pod, Namespace: p.namespace},
@@ -141,7 +141,7 @@ func (p *podRestart) deleteError(ctx context.Context, verb, ref string, uid type
 	case apierrors.IsConflict(err):
 		// The UID precondition failed: the pod was replaced after we read it.
 		now := "gone"
-		if cur, gerr := p.kube.Client.CoreV1().Pods(p.namespace).Get(ctx, p.pod, metav1.GetOptions{}); gerr == nil {
+		if cur, gerr := p.kube.Client.Pods(p.namespace).Get(ctx, p.pod, metav1.GetOptions{}); gerr == nil {
 			now = "uid " + string(cur.UID)
 		}
 		return actions.Permanent(fmt.Errorf("%s: refused, the pod was replaced since it was read (now %s); not deleting a pod medic did not read: %w", what, now, err))

@@ -153,7 +153,7 @@ func (r *rolloutRestart) Run(ctx context.Context, inc actions.Incident) (actions
 	if inc.DryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	apps := r.kube.Client.AppsV1()
+	apps := r.kube.Client
 	switch w.kind {
 	case KindDeployment:
 		_, err = apps.Deployments(r.namespace).Patch(ctx, w.name, types.StrategicMergePatchType, patch, opts)
@@ -182,7 +182,7 @@ func (r *rolloutRestart) Run(ctx context.Context, inc actions.Incident) (actions
 // its ReplicaSet), DaemonSet or StatefulSet.
 func (r *rolloutRestart) owner(ctx context.Context) (workload, error) {
 	ref := r.namespace + "/" + r.pod
-	pod, err := r.kube.Client.CoreV1().Pods(r.namespace).Get(ctx, r.pod, metav1.GetOptions{})
+	pod, err := r.kube.Client.Pods(r.namespace).Get(ctx, r.pod, metav1.GetOptions{})
 	if err != nil {
 		return workload{}, apiError("restart rollout: get pod "+ref, err)
 	}
@@ -194,7 +194,7 @@ func (r *rolloutRestart) owner(ctx context.Context) (workload, error) {
 	case isApps(c) && (c.Kind == KindDaemonSet || c.Kind == KindStatefulSet):
 		return workload{kind: c.Kind, name: c.Name, uid: c.UID}, nil
 	case isApps(c) && c.Kind == kindReplicaSet:
-		rs, err := r.kube.Client.AppsV1().ReplicaSets(r.namespace).Get(ctx, c.Name, metav1.GetOptions{})
+		rs, err := r.kube.Client.ReplicaSets(r.namespace).Get(ctx, c.Name, metav1.GetOptions{})
 		if err != nil {
 			return workload{}, apiError(fmt.Sprintf("restart rollout: get ReplicaSet %s/%s owning pod %s", r.namespace, c.Name, ref), err)
 		}
@@ -219,7 +219,7 @@ func isApps(ref *metav1.OwnerReference) bool {
 // check reads the workload, verifies it is the one referenced (UID) and
 // that a template change will roll its pods; it returns the UID.
 func (r *rolloutRestart) check(ctx context.Context, w workload) (types.UID, error) {
-	apps := r.kube.Client.AppsV1()
+	apps := r.kube.Client
 	get := fmt.Sprintf("restart rollout: get %s/%s", r.namespace, w)
 	var (
 		meta    metav1.ObjectMeta

@@ -50,6 +50,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"k8s.io/client-go/rest"
 )
 
@@ -100,10 +102,15 @@ func (e *Env) AdminClient(t testing.TB) kubernetes.Interface {
 	return mustClient(t, e.Admin)
 }
 
-// MedicClient returns a clientset for Medic.
-func (e *Env) MedicClient(t testing.TB) kubernetes.Interface {
+// MedicClient returns medic's own client (internal/kubeclient, the API
+// groups medic uses) with Medic's credentials.
+func (e *Env) MedicClient(t testing.TB) *kubeclient.Clientset {
 	t.Helper()
-	return mustClient(t, e.Medic)
+	cs, err := kubeclient.NewForConfig(e.Medic)
+	if err != nil {
+		t.Fatalf("kubetest: medic client: %v", err)
+	}
+	return cs
 }
 
 func mustClient(t testing.TB, c *rest.Config) kubernetes.Interface {

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -94,8 +94,8 @@ func (id Identity) Validate() error {
 
 // Client is a Kubernetes API client and medic's identity.
 type Client struct {
-	// Interface is the typed clientset.
-	Interface kubernetes.Interface
+	// Interface is medic's typed client (only the API groups it uses).
+	Interface *kubeclient.Clientset
 	// Config is the REST configuration it was built from.
 	Config *rest.Config
 	// Identity is medic's own pod.
@@ -176,7 +176,7 @@ func NewClient(opts Options) (*Client, string, error) {
 
 // NewForConfig builds a Client from a REST configuration and an identity.
 func NewForConfig(rc *rest.Config, id Identity) (*Client, error) {
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := kubeclient.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}

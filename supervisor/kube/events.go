@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -54,7 +54,7 @@ const incidentAction = "Incident"
 // EventOptions configure an EventSink.
 type EventOptions struct {
 	// Client creates and patches events.k8s.io/v1 Events.
-	Client kubernetes.Interface
+	Client *kubeclient.Clientset
 	// Regarding is the object the Events are about: medic's pod (see
 	// PodReference). A Pod without a UID gets it looked up once.
 	Regarding corev1.ObjectReference
@@ -403,7 +403,7 @@ func rejected(err error) bool {
 func (s *EventSink) write(ctx context.Context, sr *series) error {
 	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
 	defer cancel()
-	events := s.o.Client.EventsV1().Events(s.o.Regarding.Namespace)
+	events := s.o.Client.Events(s.o.Regarding.Namespace)
 	if sr.sent > 0 {
 		if sr.count == sr.sent {
 			return nil
@@ -434,7 +434,7 @@ func (s *EventSink) write(ctx context.Context, sr *series) error {
 func (s *EventSink) create(ctx context.Context, sr *series) error {
 	ev := s.event(sr)
 	for range 3 {
-		_, err := s.o.Client.EventsV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+		_, err := s.o.Client.Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			ev.Name = s.name(sr.first.Time)
 			continue
@@ -492,7 +492,7 @@ func (s *EventSink) lookupUID(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
 	defer cancel()
-	pod, err := s.o.Client.CoreV1().Pods(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+	pod, err := s.o.Client.Pods(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
 	if err != nil {
 		s.log.Info("Events will name medic's pod without its UID", "pod", r.Namespace+"/"+r.Name, "err", err)
 		return

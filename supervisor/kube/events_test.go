@@ -10,10 +10,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 	"github.com/medic-sidecar/medic/supervisor/kube"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -252,7 +252,7 @@ func TestEventsNeverBlockWhenTheAPIServerIsGone(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: time.Second})
+	cs, err := kubeclient.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestNewEventSinkNeedsAPod(t *testing.T) {
 	if _, err := kube.NewEventSink(kube.EventOptions{Client: nil}); err == nil {
 		t.Error("no client: no error")
 	}
-	cs, _ := kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
+	cs, _ := kubeclient.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
 	_, err := kube.NewEventSink(kube.EventOptions{Client: cs, Regarding: kube.PodReference(kube.Identity{})})
 	if err == nil || !strings.Contains(err.Error(), "POD_NAME") {
 		t.Errorf("no pod: %v", err)

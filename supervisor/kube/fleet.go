@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -48,7 +48,7 @@ const (
 // FleetOptions configure a Fleet.
 type FleetOptions struct {
 	// Client gets, creates and updates coordination.k8s.io/v1 Leases.
-	Client kubernetes.Interface
+	Client *kubeclient.Clientset
 	// Namespace holds the slot Leases: the namespace every medic of the
 	// fleet runs in.
 	Namespace string
@@ -238,7 +238,7 @@ func (f *Fleet) Acquire(ctx context.Context, action string, limit remedy.FleetLi
 
 // get reads a slot; a missing Lease is (nil, nil).
 func (f *Fleet) get(ctx context.Context, name string) (*coordv1.Lease, error) {
-	l, err := f.o.Client.CoordinationV1().Leases(f.o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	l, err := f.o.Client.Leases(f.o.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -270,7 +270,7 @@ func (f *Fleet) free(l *coordv1.Lease, now time.Time) bool {
 // nil, else Update at l's resourceVersion. API errors are returned as the
 // client's (wrapped), so apierrors predicates still apply.
 func (f *Fleet) take(ctx context.Context, name, action string, l *coordv1.Lease, hold time.Duration, now time.Time) (*coordv1.Lease, error) {
-	leases := f.o.Client.CoordinationV1().Leases(f.o.Namespace)
+	leases := f.o.Client.Leases(f.o.Namespace)
 	create := l == nil
 	if create {
 		l = &coordv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.o.Namespace}}
@@ -426,7 +426,7 @@ func (s *slot) release() {
 // write applies mutate to the slot and updates it, re-reading on conflict
 // as long as the Lease is still this acquisition's (errLost otherwise).
 func (s *slot) write(ctx context.Context, mutate func(*coordv1.Lease)) error {
-	leases := s.f.o.Client.CoordinationV1().Leases(s.f.o.Namespace)
+	leases := s.f.o.Client.Leases(s.f.o.Namespace)
 	name := s.lease.Name
 	l := s.lease.DeepCopy()
 	var err error

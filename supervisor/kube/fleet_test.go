@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 	"github.com/medic-sidecar/medic/supervisor/kube"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -402,7 +403,7 @@ func TestFleetAPIErrors(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: 2 * time.Second})
+	cs, err := kubeclient.NewForConfig(&rest.Config{Host: "http://" + addr, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +442,7 @@ func TestFleetForbiddenOutsideItsNamespace(t *testing.T) {
 }
 
 func TestNewFleetValidates(t *testing.T) {
-	cs := kubernetes.NewForConfigOrDie(&rest.Config{Host: "http://127.0.0.1:1"})
+	cs, _ := kubeclient.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
 	for _, c := range []struct {
 		o    kube.FleetOptions
 		want string

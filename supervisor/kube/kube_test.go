@@ -96,7 +96,7 @@ func TestNewClientKubeconfigAndIdentity(t *testing.T) {
 	if c.Config.QPS != kube.DefaultQPS || c.Config.Timeout != kube.DefaultTimeout || c.Config.UserAgent != "medic" {
 		t.Errorf("defaults not applied: qps %v timeout %v ua %q", c.Config.QPS, c.Config.Timeout, c.Config.UserAgent)
 	}
-	if _, err := c.Interface.CoreV1().Pods(env.Namespace).Get(context.Background(), self, metav1.GetOptions{}); err != nil {
+	if _, err := c.Interface.Pods(env.Namespace).Get(context.Background(), self, metav1.GetOptions{}); err != nil {
 		t.Fatalf("get own pod through the kubeconfig client: %v", err)
 	}
 	ae := c.ActionsEnv()

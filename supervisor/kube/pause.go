@@ -11,10 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -35,7 +35,7 @@ const DefaultPauseResync = 5 * time.Minute
 
 // PauseOptions configure a PauseWatcher.
 type PauseOptions struct {
-	Client kubernetes.Interface
+	Client *kubeclient.Clientset
 	// Namespace and Pod name medic's own pod.
 	Namespace string
 	Pod       string
@@ -102,7 +102,7 @@ func NewPauseWatcher(o PauseOptions) (*PauseWatcher, error) {
 		}),
 	}
 	w.state.Store(&pauseState{})
-	lw := cache.NewListWatchFromClient(o.Client.CoreV1().RESTClient(), "pods", o.Namespace,
+	lw := cache.NewListWatchFromClient(o.Client.CoreREST(), "pods", o.Namespace,
 		fields.OneTermEqualSelector("metadata.name", o.Pod))
 	w.informer = cache.NewSharedIndexInformerWithOptions(lw, &corev1.Pod{}, cache.SharedIndexInformerOptions{ResyncPeriod: o.Resync})
 	if err := w.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
