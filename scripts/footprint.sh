@@ -1,53 +1,115 @@
 #!/usr/bin/env bash
-# footprint.sh — steady-state RSS and CPU of `medic run` with a config,
-# measured from /proc. Starts a SPIRE-like peer (so the example config has a
-# real page to scrape), runs medic for DURATION, samples RSS every 10 s, and
-# prints min/avg/max RSS and average CPU in millicores.
+# footprint.sh — steady-state memory and CPU of `medic run`, side by side
+# with a base commit's binary in the same run, measured from /proc.
 #
-#   scripts/footprint.sh [DURATION_SECONDS] [CONFIG]
-#   (defaults: 600 s, examples/spire-agent.yaml)
+# Builds both binaries the way the image does (CGO_ENABLED=0 -trimpath
+# -ldflags "-s -w"), starts one SPIRE-like peer (so the example config has a
+# real page to scrape), runs both medics against it for DURATION, samples
+# VmRSS / RssAnon / RssFile every 10 s, and prints per binary: size, time
+# from exec to /readyz 200 (without Kubernetes, best of 5), min/avg/max
+# RSS, RssAnon first/last (flat once the store has filled), CPU.
+#
+#   scripts/footprint.sh [DURATION_SECONDS] [CONFIG] [BASE_REF]
+#   (defaults: 600 s, examples/spire-agent.yaml, HEAD~1; BASE_REF "none" skips the base)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-600}
 config=${2:-examples/spire-agent.yaml}
+base=${3:-HEAD~1}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  [ -d "$work/base-src" ] && git worktree remove --force "$work/base-src" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-go build -o "$work/medic" ./cmd/medic
-# The peer serves the SPIRE agent page on :9988 (the example's scrape URL) and a TCP "server" on :8081.
-"$work/medic" demo-peer --listen 127.0.0.1:9988 --server 127.0.0.1:8081 >"$work/peer.log" 2>&1 &
+build() { # build SRC_DIR OUT
+  (cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$2" ./cmd/medic)
+}
+names=(current)
+build . "$work/current"
+if [ "$base" != none ]; then
+  git worktree add --detach -q "$work/base-src" "$base"
+  build "$work/base-src" "$work/base"
+  names+=(base)
+fi
+
+# One peer: the SPIRE agent page on :9988 (the example's scrape URL) and a TCP "server" on :8081.
+"$work/current" demo-peer --listen 127.0.0.1:9988 --server 127.0.0.1:8081 >"$work/peer.log" 2>&1 &
 sleep 1
-export MEDIC_STATE_DIR="$work/state" SPIRE_SERVER_ADDRESS=127.0.0.1:8081
-"$work/medic" run --config "$config" >"$work/medic.log" 2>&1 &
-pid=$!
+export SPIRE_SERVER_ADDRESS=127.0.0.1:8081
+
+# Each medic gets its own copy of the config with its own port and state dir.
+port=19555
+declare -A pid cfgfile portof
+for n in "${names[@]}"; do
+  sed -E "s/^listen: .*/listen: \"127.0.0.1:$port\"/" "$config" >"$work/$n.yaml"
+  cfgfile[$n]="$work/$n.yaml"; portof[$n]=$port
+  port=$((port + 1))
+done
+
+# Start-up to ready, without Kubernetes: exec → first 200 from /readyz, best of 5.
+ready_ms() { # NAME
+  local n=$1 best="" i t0 t1 p
+  for i in 1 2 3 4 5; do
+    rm -rf "$work/state-$n"
+    t0=$(date +%s%N)
+    MEDIC_STATE_DIR="$work/state-$n" "$work/$n" run --config "${cfgfile[$n]}" >"$work/$n-ready.log" 2>&1 &
+    p=$!
+    until curl -fs -o /dev/null "http://127.0.0.1:${portof[$n]}/readyz"; do
+      kill -0 "$p" 2>/dev/null || { cat "$work/$n-ready.log"; return 1; }
+      sleep 0.005
+    done
+    t1=$(date +%s%N)
+    kill "$p"; wait "$p" 2>/dev/null || true
+    local ms=$(( (t1 - t0) / 1000000 ))
+    if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+  done
+  echo "$best"
+}
+declare -A ready
+for n in "${names[@]}"; do ready[$n]=$(ready_ms "$n"); done
+
+for n in "${names[@]}"; do
+  rm -rf "$work/state-$n"
+  MEDIC_STATE_DIR="$work/state-$n" "$work/$n" run --config "${cfgfile[$n]}" >"$work/$n.log" 2>&1 &
+  pid[$n]=$!
+done
 sleep 2
-kill -0 "$pid" || { cat "$work/medic.log"; exit 1; }
+for n in "${names[@]}"; do kill -0 "${pid[$n]}" || { cat "$work/$n.log"; exit 1; }; done
 
 hz=$(getconf CLK_TCK)
-cpu() { awk '{print $14+$15}' "/proc/$pid/stat"; }
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 # VmRSS, and its parts: RssAnon (heap, stacks: medic's private memory) and
-# RssFile (clean pages of the binary's text/rodata mapped from the page
-# cache: shared and reclaimable; how many are mapped depends on the page
-# cache and the kernel's fault-around, not on medic's work).
-rss() { awk '/^VmRSS/{v=$2} /^RssAnon/{a=$2} /^RssFile/{f=$2} END{print v, a, f}' "/proc/$pid/status"; }
-# Skip the first 10 s (start-up), then measure.
-sleep 10
-c0=$(cpu); t0=$(date +%s.%N)
-samples=()
+# RssFile (pages of the binary mapped from the page cache, which a
+# container's memory cgroup is charged for).
+rss() { awk '/^VmRSS/{v=$2} /^RssAnon/{a=$2} /^RssFile/{f=$2} END{print v, a, f}' "/proc/$1/status"; }
+sleep 10 # skip start-up
+declare -A c0 samples
+for n in "${names[@]}"; do c0[$n]=$(cpu "${pid[$n]}"); : >"$work/$n.samples"; done
+t0=$(date +%s.%N)
 end=$(( $(date +%s) + duration ))
 while [ "$(date +%s)" -lt "$end" ]; do
-  samples+=("$(rss)")
+  for n in "${names[@]}"; do rss "${pid[$n]}" >>"$work/$n.samples"; done
   sleep 10
 done
-c1=$(cpu); t1=$(date +%s.%N)
-printf '%s\n' "${samples[@]}" | awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" '
-  { r[NR]=$1; s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) first=$1; last=$1
-    sa+=$2; if (amin==""||$2<amin) amin=$2; if ($2>amax) amax=$2; sf+=$3 }
-  END {
-    secs=t1-t0; mc=((c1-c0)/hz)/secs*1000
-    printf "samples: %d over %.0f s\n", n, secs
-    printf "RSS MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f)\n", min/1024, s/n/1024, max/1024, first/1024, last/1024
-    printf "  of which RssAnon (private) MiB: min %.1f avg %.1f max %.1f; RssFile (binary, page cache) avg %.1f\n", amin/1024, sa/n/1024, amax/1024, sf/n/1024
-    printf "CPU: %.2f millicores average\n", mc
-    printf "RSS MiB by minute:"; for (i=1;i<=n;i+=6) printf " %.1f", r[i]/1024; printf "\n"
-  }'
+t1=$(date +%s.%N)
+for n in "${names[@]}"; do
+  c1=$(cpu "${pid[$n]}")
+  size=$(stat -c %s "$work/$n")
+  rev=$( [ "$n" = base ] && git rev-parse --short "$base" || echo "working tree" )
+  echo "== $n ($rev): binary $(awk -v s="$size" 'BEGIN{printf "%.1f MB", s/1e6}'), ready in ${ready[$n]} ms"
+  awk -v c0="${c0[$n]}" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" '
+    { r[NR]=$1; s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) {first=$1; afirst=$2}; last=$1; alast=$2
+      sa+=$2; if (amin==""||$2<amin) amin=$2; if ($2>amax) amax=$2; sf+=$3 }
+    END {
+      secs=t1-t0; mc=((c1-c0)/hz)/secs*1000
+      printf "  samples: %d over %.0f s\n", n, secs
+      printf "  VmRSS MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f)\n", min/1024, s/n/1024, max/1024, first/1024, last/1024
+      printf "  RssAnon MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f); RssFile avg %.1f\n", amin/1024, sa/n/1024, amax/1024, afirst/1024, alast/1024, sf/n/1024
+      printf "  CPU: %.2f millicores average\n", mc
+      printf "  VmRSS MiB by minute:"; for (i=1;i<=n;i+=6) printf " %.1f", r[i]/1024; printf "\n"
+    }' "$work/$n.samples"
+done
