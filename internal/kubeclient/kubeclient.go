@@ -6,8 +6,9 @@
 // client-go's full clientset (k8s.io/client-go/kubernetes) and its scheme
 // register every built-in API group; linking them cost medic ~40 MB of
 // binary that the container's memory cgroup is charged for in page cache.
-// This package builds typed clients with client-go's generic gentype on a
-// scheme holding only the four groups above, so the rest is never linked.
+// This package builds small typed clients (Resource) on a scheme holding
+// only the groups above (and policy/v1 for evictions), so the rest is
+// never linked.
 package kubeclient
 
 import (
@@ -22,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/gentype"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
 )
@@ -49,13 +49,13 @@ func init() {
 
 // Typed clients of one resource, as client-go's generated clientset has them.
 type (
-	Pods         = gentype.ClientWithList[*corev1.Pod, *corev1.PodList]
-	Events       = gentype.ClientWithList[*eventsv1.Event, *eventsv1.EventList]
-	Leases       = gentype.ClientWithList[*coordv1.Lease, *coordv1.LeaseList]
-	Deployments  = gentype.ClientWithList[*appsv1.Deployment, *appsv1.DeploymentList]
-	DaemonSets   = gentype.ClientWithList[*appsv1.DaemonSet, *appsv1.DaemonSetList]
-	StatefulSets = gentype.ClientWithList[*appsv1.StatefulSet, *appsv1.StatefulSetList]
-	ReplicaSets  = gentype.ClientWithList[*appsv1.ReplicaSet, *appsv1.ReplicaSetList]
+	Pods         = Resource[*corev1.Pod, *corev1.PodList]
+	Events       = Resource[*eventsv1.Event, *eventsv1.EventList]
+	Leases       = Resource[*coordv1.Lease, *coordv1.LeaseList]
+	Deployments  = Resource[*appsv1.Deployment, *appsv1.DeploymentList]
+	DaemonSets   = Resource[*appsv1.DaemonSet, *appsv1.DaemonSetList]
+	StatefulSets = Resource[*appsv1.StatefulSet, *appsv1.StatefulSetList]
+	ReplicaSets  = Resource[*appsv1.ReplicaSet, *appsv1.ReplicaSetList]
 )
 
 // Clientset is medic's Kubernetes client: one REST client per API group.
@@ -113,42 +113,42 @@ func (c *Clientset) CoreREST() rest.Interface { return c.core }
 
 // Pods in namespace ns.
 func (c *Clientset) Pods(ns string) *Pods {
-	return gentype.NewClientWithList[*corev1.Pod, *corev1.PodList]("pods", c.core, ParameterCodec, ns,
+	return newResource[*corev1.Pod, *corev1.PodList](c.core, "pods", ns,
 		func() *corev1.Pod { return &corev1.Pod{} }, func() *corev1.PodList { return &corev1.PodList{} })
 }
 
 // Events (events.k8s.io/v1) in namespace ns.
 func (c *Clientset) Events(ns string) *Events {
-	return gentype.NewClientWithList[*eventsv1.Event, *eventsv1.EventList]("events", c.events, ParameterCodec, ns,
+	return newResource[*eventsv1.Event, *eventsv1.EventList](c.events, "events", ns,
 		func() *eventsv1.Event { return &eventsv1.Event{} }, func() *eventsv1.EventList { return &eventsv1.EventList{} })
 }
 
 // Leases (coordination.k8s.io/v1) in namespace ns.
 func (c *Clientset) Leases(ns string) *Leases {
-	return gentype.NewClientWithList[*coordv1.Lease, *coordv1.LeaseList]("leases", c.coord, ParameterCodec, ns,
+	return newResource[*coordv1.Lease, *coordv1.LeaseList](c.coord, "leases", ns,
 		func() *coordv1.Lease { return &coordv1.Lease{} }, func() *coordv1.LeaseList { return &coordv1.LeaseList{} })
 }
 
 // Deployments (apps/v1) in namespace ns.
 func (c *Clientset) Deployments(ns string) *Deployments {
-	return gentype.NewClientWithList[*appsv1.Deployment, *appsv1.DeploymentList]("deployments", c.apps, ParameterCodec, ns,
+	return newResource[*appsv1.Deployment, *appsv1.DeploymentList](c.apps, "deployments", ns,
 		func() *appsv1.Deployment { return &appsv1.Deployment{} }, func() *appsv1.DeploymentList { return &appsv1.DeploymentList{} })
 }
 
 // DaemonSets (apps/v1) in namespace ns.
 func (c *Clientset) DaemonSets(ns string) *DaemonSets {
-	return gentype.NewClientWithList[*appsv1.DaemonSet, *appsv1.DaemonSetList]("daemonsets", c.apps, ParameterCodec, ns,
+	return newResource[*appsv1.DaemonSet, *appsv1.DaemonSetList](c.apps, "daemonsets", ns,
 		func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} }, func() *appsv1.DaemonSetList { return &appsv1.DaemonSetList{} })
 }
 
 // StatefulSets (apps/v1) in namespace ns.
 func (c *Clientset) StatefulSets(ns string) *StatefulSets {
-	return gentype.NewClientWithList[*appsv1.StatefulSet, *appsv1.StatefulSetList]("statefulsets", c.apps, ParameterCodec, ns,
+	return newResource[*appsv1.StatefulSet, *appsv1.StatefulSetList](c.apps, "statefulsets", ns,
 		func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }, func() *appsv1.StatefulSetList { return &appsv1.StatefulSetList{} })
 }
 
 // ReplicaSets (apps/v1) in namespace ns.
 func (c *Clientset) ReplicaSets(ns string) *ReplicaSets {
-	return gentype.NewClientWithList[*appsv1.ReplicaSet, *appsv1.ReplicaSetList]("replicasets", c.apps, ParameterCodec, ns,
+	return newResource[*appsv1.ReplicaSet, *appsv1.ReplicaSetList](c.apps, "replicasets", ns,
 		func() *appsv1.ReplicaSet { return &appsv1.ReplicaSet{} }, func() *appsv1.ReplicaSetList { return &appsv1.ReplicaSetList{} })
 }
