@@ -40,6 +40,9 @@ import (
 	"github.com/medic-sidecar/medic/supervisor/store"
 )
 
+// The restart action's probe mode flips medic's /livez/agent switch.
+var _ actions.LivenessSwitch = (*livez.Switch)(nil)
+
 // Version is medic's version (internal/version: -ldflags -X or the build info).
 var Version = version.Get().Version
 

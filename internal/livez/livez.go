@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
 )
 
@@ -28,10 +27,7 @@ type Switch struct {
 	reason string
 }
 
-var (
-	_ actions.LivenessSwitch = (*Switch)(nil)
-	_ http.Handler           = (*Switch)(nil)
-)
+var _ http.Handler = (*Switch)(nil)
 
 // New returns a healthy switch reading time from clk.
 func New(clk clock.Clock) *Switch {

@@ -35,7 +35,6 @@ import (
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probeutil"
-	"github.com/medic-sidecar/medic/supervisor/probe/tcpprobe"
 )
 
 // Kind is the YAML key.
@@ -255,7 +254,7 @@ func (p *Probe) Check(ctx context.Context) Result {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return Result{Duration: time.Since(start), Reason: tcpprobe.Reason(err)}
+		return Result{Duration: time.Since(start), Reason: probeutil.Reason(err)}
 	}
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
 	_ = resp.Body.Close()
@@ -264,7 +263,7 @@ func (p *Probe) Check(ctx context.Context) Result {
 	case !p.accepted(resp.StatusCode):
 		r.Reason = fmt.Sprintf("status %d not in %s", resp.StatusCode, p.expectString())
 	case rerr != nil:
-		r.Reason = "reading body: " + tcpprobe.Reason(rerr)
+		r.Reason = "reading body: " + probeutil.Reason(rerr)
 	case p.want != "" && !strings.Contains(string(body), p.want):
 		r.Reason = fmt.Sprintf("body does not contain %q", p.want)
 	default:

@@ -18,8 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
@@ -134,38 +132,12 @@ func (p *Probe) record(app probe.Appender, now time.Time, r Result) {
 		app.Add(probeutil.Series(MetricConnect), r.Duration.Seconds())
 		p.state.Up("connect_seconds", r.Duration.Seconds())
 	} else {
-		p.state.Down(Reason(r.Err))
+		p.state.Down(probeutil.Reason(r.Err))
 	}
 	app.Add(probeutil.Series(probeutil.MetricUp), up)
 	app.Add(probeutil.Series(probeutil.MetricDuration), r.Duration.Seconds())
 	probe.ReportError(app, r.Err)
 	_, _ = app.Commit(now)
-}
-
-// Reason shortens a dial error to a stable phrase for logs: "connection
-// refused", "timeout", "no such host", or the innermost error text.
-func Reason(err error) string {
-	var dnsErr *net.DNSError
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, context.DeadlineExceeded), probeutil.IsTimeout(err):
-		return "timeout"
-	case errors.As(err, &dnsErr):
-		if dnsErr.IsNotFound {
-			return "no such host " + dnsErr.Name
-		}
-		return "dns: " + dnsErr.Err
-	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
-		return "unreachable"
-	}
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		msg = msg[i+2:]
-	}
-	return msg
 }
 
 // String describes the probe.

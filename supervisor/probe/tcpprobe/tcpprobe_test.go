@@ -14,6 +14,7 @@ import (
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probetest"
+	"github.com/medic-sidecar/medic/supervisor/probe/internal/probeutil"
 )
 
 func newConfig(addr string, timeout time.Duration) Config {
@@ -131,8 +132,8 @@ func TestTimeout(t *testing.T) {
 	addr := fullListener(t)
 	p := New(newConfig(addr, 300*time.Millisecond), probe.Env{})
 	r := p.Check(context.Background())
-	if r.Up || Reason(r.Err) != "timeout" {
-		t.Fatalf("result %+v reason %q", r, Reason(r.Err))
+	if r.Up || probeutil.Reason(r.Err) != "timeout" {
+		t.Fatalf("result %+v reason %q", r, probeutil.Reason(r.Err))
 	}
 	if r.Duration < 250*time.Millisecond || r.Duration > 5*time.Second {
 		t.Fatalf("duration %s, want about the 300ms timeout", r.Duration)

@@ -1,12 +1,15 @@
 // Package probeutil holds what the reachability probes (tcp, socket, http,
 // cert) share: logging a repeating failure once per state change, series
-// labels, and classifying a dial timeout.
+// labels, and classifying a dial error (IsTimeout, Reason).
 package probeutil
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
+	"syscall"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -62,4 +65,30 @@ func (s *StateLog) logger() *slog.Logger {
 func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Reason shortens a dial error to a stable phrase for logs: "connection
+// refused", "timeout", "no such host", or the innermost error text.
+func Reason(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, context.DeadlineExceeded), IsTimeout(err):
+		return "timeout"
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return "no such host " + dnsErr.Name
+		}
+		return "dns: " + dnsErr.Err
+	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
+		return "unreachable"
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
 }
