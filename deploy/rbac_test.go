@@ -78,7 +78,7 @@ var notNeeded = []access{
 
 func TestRBACMedicRoleIsSufficientAndMinimal(t *testing.T) {
 	env := kubetest.Start(t)
-	medic := env.MedicClient(t)
+	medic := env.MedicClientset(t)
 	ctx := context.Background()
 	review := func(ns string, a access) bool {
 		t.Helper()
@@ -111,7 +111,7 @@ func TestRBACMedicRoleIsSufficientAndMinimal(t *testing.T) {
 // token (the access review above asks the authorizer; this asks the API).
 func TestRBACMedicCallsForReal(t *testing.T) {
 	env := kubetest.Start(t)
-	admin, medic := env.AdminClient(t), env.MedicClient(t)
+	admin, medic := env.AdminClient(t), env.MedicClientset(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ns := env.Namespace

@@ -113,6 +113,14 @@ func (e *Env) MedicClient(t testing.TB) *kubeclient.Clientset {
 	return cs
 }
 
+// MedicClientset returns client-go's full clientset with Medic's
+// credentials, for tests that ask the API about medic's rights (access
+// reviews) rather than act as medic.
+func (e *Env) MedicClientset(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	return mustClient(t, e.Medic)
+}
+
 func mustClient(t testing.TB, c *rest.Config) kubernetes.Interface {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(c)
