@@ -529,9 +529,10 @@ func (e *env) medicEvents(t *testing.T, pod string) []eventsv1.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
+	uid := e.getPod(t, pod).UID // not an earlier pod of the same name
 	var out []eventsv1.Event
 	for _, ev := range list.Items {
-		if ev.Regarding.Name == pod && ev.ReportingController == "medic.io/medic" {
+		if ev.Regarding.Name == pod && ev.Regarding.UID == uid && ev.ReportingController == "medic.io/medic" {
 			out = append(out, ev)
 		}
 	}
@@ -545,9 +546,10 @@ func (e *env) kubeletEvents(t *testing.T, pod string) []corev1.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
+	uid := e.getPod(t, pod).UID
 	var out []corev1.Event
 	for _, ev := range list.Items {
-		if ev.InvolvedObject.Name == pod && ev.Source.Component == "kubelet" {
+		if ev.InvolvedObject.Name == pod && ev.InvolvedObject.UID == uid && ev.Source.Component == "kubelet" {
 			out = append(out, ev)
 		}
 	}
