@@ -258,3 +258,35 @@ func TestBashCompletion(t *testing.T) {
 		t.Errorf("unknown shell: exit %d, want 2", code)
 	}
 }
+
+// validate and run load through one check: what one rejects the other
+// rejects too, with exit 2, every problem listed, and nothing created.
+func TestValidateAndRunRejectTheSame(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"stateDir is a file":     {"stateDir: " + file + "\n", "stateDir: " + file + " is a file, not a directory (line 2)"},
+		"stateDir under a file":  {"stateDir: " + file + "/state\n", "stateDir: cannot create " + file + "/state: " + file + " is a file (line 2)"},
+		"bad listen address":     {"metricsListen: ''\nstateDir: " + dir + "/s\n", "unused"},
+		"broken template":        {"stateDir: " + dir + "/s\nrules:\n  - {alert: A, expr: up, annotations: {s: '{{ .x '}}\n", "rules[0].annotations.s: template"},
+		"second document":        {"stateDir: " + dir + "/s\n---\nlisten: ':1'\n", "a second YAML document"},
+		"interval below minimum": {"stateDir: " + dir + "/s\nevaluationInterval: 1ns\n", "evaluationInterval: 1ns is below the minimum"},
+	} {
+		f := filepath.Join(dir, "c.yaml")
+		listen := "listen: 127.0.0.1:0\n"
+		if name == "bad listen address" {
+			listen, tc.yaml, tc.want = "listen: localhost\n", "stateDir: "+dir+"/s\n", `listen: "localhost" is not host:port`
+		}
+		os.WriteFile(f, []byte(listen+tc.yaml), 0o600)
+		for _, cmd := range []string{"validate", "run"} {
+			code, _, stderr := runCLI(context.Background(), cmd, "--config", f)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("%s: %s: exit %d, want 2 and %q in:\n%s", name, cmd, code, tc.want, stderr)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "s")); !os.IsNotExist(err) {
+			t.Fatalf("%s: the stateDir was created", name)
+		}
+	}
+}

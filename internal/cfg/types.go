@@ -21,7 +21,13 @@ type Duration time.Duration
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // String formats the duration the way it is written in config.
-func (d Duration) String() string { return model.Duration(d).String() }
+// (Prometheus's form, "1d"; Go's below a millisecond, which it cannot write).
+func (d Duration) String() string {
+	if time.Duration(d)%time.Millisecond != 0 {
+		return time.Duration(d).String()
+	}
+	return model.Duration(d).String()
+}
 
 // ParseDuration accepts Go durations ("1m30s", "500ms") and Prometheus ones ("1d", "1w").
 func ParseDuration(s string) (Duration, error) {

@@ -7,13 +7,18 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
@@ -23,6 +28,7 @@ import (
 	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/notify"
 	"github.com/medic-sidecar/medic/supervisor/probe"
+	"github.com/medic-sidecar/medic/supervisor/rules"
 )
 
 // Config is medic's whole configuration.
@@ -166,13 +172,46 @@ func DefaultAction() *Action {
 	return &Action{Backoff: actions.DefaultBackoff(), Verify: cfg.Duration(DefaultVerify)}
 }
 
-// LoadFile reads and validates a config file.
+// LoadFile reads and validates a config file, and checks what the host
+// must provide (a stateDir medic can create or write). `medic validate` and
+// `medic run` both load through it, so they accept and reject the same
+// files; it creates nothing.
 func LoadFile(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(b)
+	return parse(b, os.LookupEnv, checkStateDir)
+}
+
+// checkStateDir checks that the stateDir is a writable directory, or can
+// be created as one, without creating it.
+func checkStateDir(c *Config) error {
+	dir := c.StateDir
+	if dir == "" {
+		return nil
+	}
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		switch {
+		case err == nil && !fi.IsDir() && p == filepath.Clean(dir):
+			return cfg.Errorf("stateDir", "%s is a file, not a directory", dir)
+		case err == nil && !fi.IsDir():
+			return cfg.Errorf("stateDir", "cannot create %s: %s is a file", dir, p)
+		case err == nil:
+			if unix.Access(p, unix.W_OK|unix.X_OK) != nil {
+				if p == filepath.Clean(dir) {
+					return cfg.Errorf("stateDir", "%s is not writable", dir)
+				}
+				return cfg.Errorf("stateDir", "cannot create %s: %s is not writable", dir, p)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
+			return cfg.Errorf("stateDir", "%v", err)
+		case p == filepath.Dir(p):
+			return nil
+		}
+	}
 }
 
 // Parse decodes and validates a config document. On error the returned
@@ -184,7 +223,7 @@ func Parse(b []byte) (*Config, error) {
 // parse decodes strictly (yaml.v3 KnownFields, through cfg.Load), then
 // runs each kind's Validate and Config.Validate; every problem gets the
 // line of its path.
-func parse(b []byte, lookup func(string) (string, bool)) (*Config, error) {
+func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Config) error) (*Config, error) {
 	f := &file{Config: *Default()}
 	doc, err := cfg.Load(b, f, lookup)
 	if doc == nil {
@@ -214,18 +253,60 @@ func parse(b []byte, lookup func(string) (string, bool)) (*Config, error) {
 	// checking references against it would only add noise.
 	refs := len(c.Actions) == len(doc.Keys("actions"))
 	errs = append(errs, c.validate(refs))
+	for _, check := range hostChecks {
+		errs = append(errs, check(c))
+	}
 	if err := doc.Locate(errors.Join(errs...), ""); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// validateSpec runs a kind's Validate, with paths under path.
+// validateSpec runs a kind's Validate and checks its durations against
+// the minimums, with paths under path.
 func validateSpec(spec any, path string) error {
+	var err error
 	if v, ok := spec.(cfg.Validator); ok {
-		return cfg.Prefix(path, v.Validate())
+		err = cfg.Prefix(path, v.Validate())
 	}
-	return nil
+	return errors.Join(err, checkMinimums(spec, path))
+}
+
+// Minimum durations: below them medic only burns CPU (1ns intervals and
+// backoffs ran at 129 % CPU, 580 execs/s). docs/configuration.md lists them.
+const (
+	MinInterval       = 100 * time.Millisecond // evaluationInterval, every probe's interval
+	MinTimeout        = 10 * time.Millisecond  // every probe's and action's timeout, dialTimeout
+	MinBackoffInitial = 10 * time.Millisecond  // actions.<name>.backoff.initial
+)
+
+// specMinimums are the minimums of a kind's own keys (0 means "use the
+// default" and is left to the kind's Validate).
+var specMinimums = map[string]time.Duration{"interval": MinInterval, "timeout": MinTimeout, "dialTimeout": MinTimeout}
+
+// checkMinimums reads the kind's keys as the library encodes them, so
+// every kind is covered without knowing its Go type.
+func checkMinimums(spec any, path string) error {
+	var n yaml.Node
+	if spec == nil || n.Encode(spec) != nil {
+		return nil
+	}
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		if d, err := cfg.ParseDuration(n.Content[i+1].Value); err == nil {
+			errs = append(errs, atLeast(cfg.Join(path, k), d, specMinimums[k]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// atLeast reports a duration below min; 0 (a default or "off") passes.
+func atLeast(path string, d cfg.Duration, min time.Duration) error {
+	if min == 0 || d == 0 || d.D() >= min {
+		return nil
+	}
+	return cfg.Errorf(path, "%s is below the minimum of %s", d, cfg.Duration(min))
 }
 
 // UnmarshalYAML decodes the name and the one kind key, whose config
@@ -424,6 +505,10 @@ func (c *Config) validate(refs bool) error {
 	if c.EvaluationInterval <= 0 {
 		add("evaluationInterval", "must be greater than 0")
 	}
+	errs = append(errs, atLeast("evaluationInterval", c.EvaluationInterval, MinInterval))
+	if err := checkListen(c.Listen); err != nil && c.Listen != "" {
+		add("listen", "%v", err)
+	}
 	if c.Store.MaxSeries <= 0 {
 		add("store.maxSeries", "must be greater than 0")
 	}
@@ -454,7 +539,8 @@ func (c *Config) validate(refs bool) error {
 		if !nameRe.MatchString(n) {
 			add(path, "action name %q: %s", n, nameRule)
 		}
-		errs = append(errs, cfg.Prefix(path+".backoff", a.Backoff.Validate()))
+		errs = append(errs, cfg.Prefix(path+".backoff", a.Backoff.Validate()),
+			atLeast(path+".backoff.initial", a.Backoff.Initial, MinBackoffInitial))
 		if a.Budget != nil {
 			if a.Budget.Max < 1 {
 				add(path+".budget.max", "must be at least 1")
@@ -523,6 +609,13 @@ func (c *Config) validate(refs bool) error {
 				add(path+".labels."+k, "invalid label name")
 			}
 		}
+		for where, m := range map[string]map[string]string{"labels": r.Labels, "annotations": r.Annotations} {
+			for k, v := range m { // compiled as the rule engine compiles them
+				if _, err := rules.NewRule(r.Alert, r.Expr, 0, 0, nil, map[string]string{k: v}); err != nil {
+					add(path+"."+where+"."+k, "%v", errors.Unwrap(err))
+				}
+			}
+		}
 		switch ra := r.RetryExhaustedAfter.D(); {
 		case ra < 0:
 			add(path+".retryExhaustedAfter", "must not be negative")
@@ -538,6 +631,18 @@ func (c *Config) validate(refs bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen checks a host:port listen address.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. \"127.0.0.1:9555\" or \":9555\")", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
 }
 
 func checkExpr(s string) error {

@@ -201,6 +201,26 @@ rules:
 		{"a second document", "listen: x\n---\nlisten: y\n", []string{"a second YAML document (after ---) is not supported"}},
 		{"a numeric name", "probes:\n  - name: 500\n    testprobe: {url: x}\n", []string{
 			`probes[0].name: "500": must start with a letter or '_'`}},
+		{"durations below the minimums", `
+evaluationInterval: 1ns
+probes:
+  - name: a
+    testprobe: {url: x, interval: 1ms}
+actions:
+  a:
+    exec: {command: [x], timeout: 1ms}
+    backoff: {initial: 1ns}
+`, []string{"evaluationInterval: 1ns is below the minimum of 100ms", "probes[0].testprobe.interval: 1ms is below the minimum of 100ms",
+			"actions.a.exec.timeout: 1ms is below the minimum of 10ms", "actions.a.backoff.initial: 1ns is below the minimum of 10ms"}},
+		{"listen address and templates", `
+listen: "localhost"
+rules:
+  - alert: A
+    expr: up
+    annotations: {summary: "{{ $labels.instance "}
+    labels: {team: "{{ end }}"}
+`, []string{`listen: "localhost" is not host:port`, "rules[0].annotations.summary: template: summary:1: unclosed action",
+			"rules[0].labels.team: template: team:1: unexpected {{end}}"}},
 		{"unset env var", "stateDir: ${MEDIC_TEST_SURELY_UNSET}\n", []string{"stateDir: environment variable MEDIC_TEST_SURELY_UNSET is not set"}},
 	}
 	for _, tc := range cases {
