@@ -266,19 +266,19 @@ func TestSignalModeSecurityContexts(t *testing.T) {
 			a := st.Incidents[0].Attempts[0]
 			t.Logf("medic %s: attempt %s: %s %s", describeSC(c.medic.SecurityContext), a.Result, a.Reason, a.Message)
 			if c.works {
-				if a.Result != "succeeded" && a.Result != "failed" || strings.Contains(a.Message, "permission denied") {
+				if a.Result != "succeeded" && a.Result != "failed" || strings.Contains(a.Message, "operation not permitted") {
 					t.Fatalf("attempt: %+v", a)
 				}
 				e.agentRestarted(t, c.name, 0, time.Now())
 				return
 			}
-			if a.Result != "failed" || !strings.Contains(a.Message, "permission denied") {
-				t.Fatalf("want a failed attempt with permission denied, got %+v", a)
+			if a.Result != "failed" || !strings.Contains(a.Message, "operation not permitted") {
+				t.Fatalf("want a failed attempt with operation not permitted (EPERM), got %+v", a)
 			}
 			e.agentStays(t, c.name, 0, 2*time.Second)
 			e.waitEvents(t, c.name, "RemediationFailed naming the permission", 20*time.Second, func(evs []eventsv1.Event) bool {
 				for _, ev := range evs {
-					if ev.Reason == "RemediationFailed" && strings.Contains(ev.Note, "permission denied") {
+					if ev.Reason == "RemediationFailed" && strings.Contains(ev.Note, "operation not permitted") {
 						return true
 					}
 				}
