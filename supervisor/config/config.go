@@ -220,6 +220,19 @@ func Parse(b []byte) (*Config, error) {
 	return parse(b, os.LookupEnv)
 }
 
+// dropNil removes nil entries from list, reporting each as empty.
+func dropNil[T any](list []*T, path string, errs *[]error) []*T {
+	out := list[:0]
+	for i, e := range list {
+		if e == nil {
+			*errs = append(*errs, cfg.Errorf(fmt.Sprintf("%s[%d]", path, i), "is empty"))
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // parse decodes strictly (yaml.v3 KnownFields, through cfg.Load), then
 // runs each kind's Validate and Config.Validate; every problem gets the
 // line of its path.
@@ -233,6 +246,22 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	errs := []error{err}
 	if c.Actions == nil {
 		c.Actions = map[string]*Action{}
+	}
+	// An empty list item or map value ("probes:\n-") decodes to nil: a
+	// problem with its path, never a nil entry for the checks below.
+	c.Probes = dropNil(c.Probes, "probes", &errs)
+	c.Rules = dropNil(c.Rules, "rules", &errs)
+	for name, a := range c.Actions {
+		if a == nil {
+			errs = append(errs, cfg.Errorf("actions."+name, "is empty"))
+			delete(c.Actions, name)
+		}
+	}
+	for name, pc := range f.Plugins {
+		if pc == nil || pc.Config == nil {
+			errs = append(errs, cfg.Errorf("plugins."+name, "is empty"))
+			delete(f.Plugins, name)
+		}
 	}
 	for i, p := range c.Probes {
 		path := fmt.Sprintf("probes[%d]", i)

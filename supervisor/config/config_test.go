@@ -322,3 +322,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Found by FuzzParse (testdata/fuzz/FuzzParse/2a8fc3657c77121f): an empty
+// list item or map value decoded to a nil entry and crashed the parser.
+func TestEmptyEntriesAreProblemsNotCrashes(t *testing.T) {
+	for _, doc := range []string{"probes:\n-", "rules:\n-\n", "actions:\n  a:\n", "plugins:\n  p:\n"} {
+		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), "is empty") {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}
