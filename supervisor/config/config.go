@@ -265,13 +265,33 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	}
 	for i, p := range c.Probes {
 		path := fmt.Sprintf("probes[%d]", i)
+		if p == nil { // "- ~": yaml leaves the entry nil
+			c.Probes[i] = &Probe{}
+			errs = append(errs, cfg.Errorf(path, "is empty"))
+			continue
+		}
 		errs = append(errs, doc.Problems(p.problems), validateSpec(p.Spec, cfg.Join(path, p.Kind)))
 	}
 	for name, a := range c.Actions {
+		if a == nil {
+			c.Actions[name] = &Action{Name: name}
+			errs = append(errs, cfg.Errorf("actions."+name, "is empty"))
+			continue
+		}
 		a.Name = name
 		errs = append(errs, doc.Problems(a.problems), validateSpec(a.Spec, cfg.Join("actions."+name, a.Kind)))
 	}
+	for i, r := range c.Rules {
+		if r == nil {
+			c.Rules[i] = &Rule{}
+			errs = append(errs, cfg.Errorf(fmt.Sprintf("rules[%d]", i), "is empty"))
+		}
+	}
 	for name, pc := range f.Plugins {
+		if pc == nil || pc.Config == nil {
+			errs = append(errs, cfg.Errorf("plugins."+name, "is empty"))
+			continue
+		}
 		if c.Plugins == nil {
 			c.Plugins = map[string]*plugins.Config{}
 		}

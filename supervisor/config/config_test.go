@@ -312,6 +312,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("listen: &a [*a]\n"))
 	f.Add([]byte("actions:\n  a: [1, 2]\nrules: {}\n"))
 	f.Add([]byte("probes:\n  - !!binary AAAA\n"))
+	f.Add([]byte("probes: [~]\nactions: {a: ~}\nrules: [~]\nplugins: {p: ~}\n")) // nil entries: a panic once
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := parse(b, func(string) (string, bool) { return "v", true })
 		if err == nil && c == nil {
