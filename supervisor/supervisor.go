@@ -6,6 +6,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/jsonfloat"
 	"github.com/medic-sidecar/medic/internal/livez"
 	"github.com/medic-sidecar/medic/internal/version"
 	"github.com/medic-sidecar/medic/plugins"
@@ -89,6 +91,7 @@ type Supervisor struct {
 	livez     *livez.Switch
 	budgets   *remedy.Budgets
 	notifier  *notify.Notifier // nil without alerting.alertmanagers
+	state     *remedy.StateHealth
 }
 
 type probeRunner struct {
@@ -118,12 +121,7 @@ func New(o Options) (*Supervisor, error) {
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("stateDir: %w", err)
 	}
-	audit, err := remedy.OpenAudit(filepath.Join(c.StateDir, "audit.jsonl"))
-	if err != nil {
-		return nil, err
-	}
-	audit.OnError = func(err error) { o.Logger.Error("audit log write failed", "err", err) }
-	s.audit = audit
+	s.openState()
 	built := false
 	defer func() {
 		if !built {
@@ -220,11 +218,7 @@ func New(o Options) (*Supervisor, error) {
 	}
 
 	// Remedy.
-	budgets, err := remedy.LoadBudgets(filepath.Join(c.StateDir, "budgets.json"))
-	if err != nil {
-		return nil, err
-	}
-	s.budgets = budgets
+	budgets := s.budgets
 	s.pausers = append([]remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}, o.Kube.Pausers()...)
 	metrics := remedy.NewMetrics()
 	for alert, ladder := range s.ladders {
@@ -234,7 +228,8 @@ func New(o Options) (*Supervisor, error) {
 	}
 	s.remedy = remedy.New(remedy.Options{
 		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
-		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink{s.audit}, o.Sinks...), o.Kube.Sinks()...),
+		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink(nil), o.Sinks...), o.Kube.Sinks()...),
+		Journal: s.audit, State: s.state,
 		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics, Fleet: o.Kube.Fleet(),
 		StatePath: filepath.Join(c.StateDir, "incidents.json"), RestoreGrace: restoreGrace(c),
 	})
@@ -263,6 +258,7 @@ func New(o Options) (*Supervisor, error) {
 	// Server.
 	ln := o.Listener
 	if ln == nil {
+		var err error
 		ln, err = net.Listen("tcp", c.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("listen %s: %w", c.Listen, err)
@@ -276,6 +272,7 @@ func New(o Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("metricsListen %s: %w", c.MetricsListen, err)
 		}
 	}
+	s.auditRecovered()
 	s.server = server.New(server.Options{
 		Listener: ln, MetricsListener: mln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
 		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez, api.Prefix: s.api()},
@@ -521,6 +518,9 @@ func (s *Supervisor) healthy() (bool, string) {
 }
 
 func (s *Supervisor) ready() (bool, string) {
+	if ok, why := s.stateWritable(); !ok {
+		return false, why
+	}
 	var waiting []string
 	for _, pr := range s.probes {
 		if !pr.committed.Load() {
@@ -558,6 +558,37 @@ type ProbeStatus struct {
 	SeriesDropped float64 `json:"seriesDropped"`
 }
 
+// MarshalJSON writes non-finite values (a scraped NaN) as "NaN", "+Inf"
+// or "-Inf" instead of failing the whole /status document.
+func (p ProbeStatus) MarshalJSON() ([]byte, error) {
+	type plain ProbeStatus
+	return json.Marshal(struct {
+		plain
+		Up       jsonfloat.Float            `json:"up"`
+		Samples  jsonfloat.Float            `json:"samples"`
+		Duration jsonfloat.Float            `json:"durationSeconds"`
+		Values   map[string]jsonfloat.Float `json:"values,omitempty"`
+	}{plain(p), jsonfloat.Float(p.Up), jsonfloat.Float(p.Samples), jsonfloat.Float(p.Duration), jsonfloat.Map(p.Values)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (p *ProbeStatus) UnmarshalJSON(b []byte) error {
+	type plain ProbeStatus
+	var v struct {
+		*plain
+		Up       jsonfloat.Float            `json:"up"`
+		Samples  jsonfloat.Float            `json:"samples"`
+		Duration jsonfloat.Float            `json:"durationSeconds"`
+		Values   map[string]jsonfloat.Float `json:"values,omitempty"`
+	}
+	v.plain = (*plain)(p)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	p.Up, p.Samples, p.Duration, p.Values = float64(v.Up), float64(v.Samples), float64(v.Duration), jsonfloat.Floats(v.Values)
+	return nil
+}
+
 // Status is the /status document.
 type Status struct {
 	Version   string                `json:"version"`
@@ -576,6 +607,19 @@ type Status struct {
 	Fleet     []FleetStatus         `json:"fleet,omitempty"`
 	// Summary counts what needs attention (the page's banner).
 	Summary Summary `json:"summary"`
+	// State is the state dir's health: while Writable is false medic does
+	// not act (attempts are suppressed with reason "state") and /readyz fails.
+	State StateStatus `json:"state"`
+}
+
+// StateStatus is the state dir on /status.
+type StateStatus struct {
+	Dir      string `json:"dir"`
+	Writable bool   `json:"writable"`
+	// Problems are the state files medic cannot write now.
+	Problems []remedy.StateProblem `json:"problems,omitempty"`
+	// Recovered are state files found damaged at start and recovered from.
+	Recovered []remedy.StateNote `json:"recovered,omitempty"`
 }
 
 // FleetStatus is one action's fleet limit on /status.
@@ -596,6 +640,7 @@ type BudgetStatus struct {
 	Window string    `json:"window"`
 	Used   int       `json:"used"`
 	Next   time.Time `json:"nextFreeAt,omitzero"` // when a spent budget frees a run
+	Note   string    `json:"note,omitempty"`
 }
 
 // Status returns the current status document.
@@ -609,6 +654,9 @@ func (s *Supervisor) Status() Status {
 		st.Plugins = s.plugins.Status()
 	}
 	st.Budgets = s.budgetStatus(st.Now)
+	s.state.Check(st.Now, stateCheckEvery)
+	st.State = StateStatus{Dir: s.cfg.StateDir, Problems: s.state.Problems(), Recovered: s.state.Notes()}
+	st.State.Writable = len(st.State.Problems) == 0
 	st.Fleet = s.fleetStatus()
 	for _, p := range s.pausers {
 		if ok, why := p.Paused(); ok {
@@ -674,6 +722,10 @@ func (s *Supervisor) budgetStatus(now time.Time) []BudgetStatus {
 		if b.Used >= b.Max && len(inWindow) > 0 {
 			b.Next = inWindow[len(inWindow)-b.Max].Add(w)
 		}
+		if lost := s.budgets.LostAt(); !lost.IsZero() && now.Sub(lost) < w {
+			b.Used, b.Next = b.Max, lost.Add(w)
+			b.Note = "budget record lost; treated as spent: " + s.budgets.Problem()
+		}
 		out = append(out, b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Action < out[j].Action })
@@ -726,4 +778,62 @@ func (s *Supervisor) pluginEvent(ev plugins.Event) {
 	for _, sink := range s.o.Kube.Sinks() {
 		sink.Record(rec)
 	}
+}
+
+// stateCheckEvery is how often readiness and /status re-check that the
+// state dir takes a write.
+const stateCheckEvery = 10 * time.Second
+
+// openState opens the audit log and the budgets in the state dir and
+// checks that the dir takes a write. Damaged files are recovered from (and
+// noted); a state dir that cannot be written does not stop medic from
+// starting: it reports not ready and acts on nothing until it can record.
+func (s *Supervisor) openState() {
+	c, log, now := s.cfg, s.log, s.clk.Now()
+	s.state = remedy.NewStateHealth(c.StateDir)
+	if err := s.state.Check(now, 0); err != nil {
+		log.Error("state dir cannot be written: medic will not act until it can record what it does", "err", err)
+	}
+	audit := remedy.NewAudit(filepath.Join(c.StateDir, remedy.FileAudit))
+	if err := audit.Err(); err != nil {
+		s.state.Report(remedy.FileAudit, err, now)
+		log.Error("audit log cannot be opened: medic will not act until it can record what it does", "err", err)
+	}
+	audit.OnError = func(err error) {
+		if err != nil {
+			log.Error("audit log write failed", "err", err)
+		}
+	}
+	if audit.Repaired != "" {
+		log.Warn("audit log repaired", "msg", audit.Repaired)
+		s.state.Note(remedy.FileAudit, audit.Repaired, now)
+	}
+	s.audit = audit
+	s.budgets = remedy.OpenBudgets(filepath.Join(c.StateDir, remedy.FileBudgets), now, log.With("component", "remedy"))
+	s.state.Note(remedy.FileBudgets, s.budgets.Problem(), now)
+}
+
+// auditRecovered writes an audit record for every state file recovered
+// from at start (the audit log's own repair is recorded by OpenAudit).
+func (s *Supervisor) auditRecovered() {
+	for _, n := range s.state.Notes() {
+		if n.File != remedy.FileAudit {
+			s.audit.Record(remedy.Event{Time: n.At, Type: remedy.StateRecovered, Message: n.File + ": " + n.Message})
+		}
+	}
+}
+
+// stateWritable is false, with the problems, while a state file cannot be
+// written.
+func (s *Supervisor) stateWritable() (bool, string) {
+	s.state.Check(s.clk.Now(), stateCheckEvery)
+	probs := s.state.Problems()
+	if len(probs) == 0 {
+		return true, ""
+	}
+	var parts []string
+	for _, p := range probs {
+		parts = append(parts, p.File+": "+p.Error)
+	}
+	return false, "state dir " + s.cfg.StateDir + " cannot be written (medic does not act until it can record): " + strings.Join(parts, "; ")
 }

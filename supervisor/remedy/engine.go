@@ -40,6 +40,10 @@ const (
 	ReasonPrecondition = "precondition"
 	ReasonConcurrency  = "concurrency"
 	ReasonFleet        = "fleet"
+	// ReasonState: medic could not durably record the attempt (its budget
+	// run in budgets.json, or its start in the audit log), so it did not
+	// act; it tries again every Recheck.
+	ReasonState = "state"
 )
 
 // Failure reasons.
@@ -47,6 +51,9 @@ const (
 	ReasonError     = "error"
 	ReasonPermanent = "permanent"
 	ReasonVerify    = "verify"
+	// ReasonInterrupted: medic stopped (SIGTERM) while the attempt ran or
+	// was being verified.
+	ReasonInterrupted = "interrupted"
 )
 
 // Step is one configured action with its policy.
@@ -98,6 +105,12 @@ type Options struct {
 	Budgets      *Budgets
 	Pausers      []Pauser
 	Sinks        []Sink
+	// Journal, when set, receives every event before the sinks, and an
+	// attempt runs only after its start record was appended to it
+	// (write-ahead: medic never acts when it cannot remember acting).
+	Journal Journal
+	// State collects state-dir write failures (nil: not collected).
+	State        *StateHealth
 	Precondition PreconditionFunc
 	// Fleet enforces steps' fleet limits; nil outside Kubernetes (limits
 	// are then not enforced).
@@ -156,10 +169,10 @@ func New(o Options) *Engine {
 		o.Metrics = NewMetrics()
 	}
 	if o.Budgets == nil {
-		o.Budgets, _ = LoadBudgets("")
+		o.Budgets = OpenBudgets("", time.Time{}, nil)
 	}
 	e := &Engine{o: o, sems: map[string]chan struct{}{}, open: map[string]*incident{}, closing: map[*incident]bool{},
-		restored: loadIncidents(o.StatePath, o.Logger)}
+		restored: loadIncidents(o.StatePath, o.Logger, o.State, o.Clock.Now())}
 	for name := range o.Steps {
 		e.sems[name] = make(chan struct{}, 1)
 		o.Metrics.init(name)
@@ -466,6 +479,7 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 	e := inc.e
 	b := actions.NewBackoff(st.Backoff, e.o.Clock)
 	maxAttempts := max(st.Backoff.Attempts, 1)
+	stateMsg := "" // the last "state" suppression recorded, so a wait is recorded once
 	for attempt := 1; ; attempt++ {
 		// Guards: pause, precondition, concurrency and fleet wait; a spent
 		// budget skips the step.
@@ -477,9 +491,25 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 			return stepEscalate
 		}
 		now := e.o.Clock.Now()
-		res, err, ran := inc.attempt(ctx, now, stepNo, attempt, maxAttempts, st)
+		res, err, ran, stateErr := inc.attempt(ctx, now, stepNo, attempt, maxAttempts, st)
+		if stateErr != nil {
+			// Fail safe: the attempt could not be recorded, so it does not
+			// run; wait and try the same attempt again.
+			release()
+			if msg := stateErr.Error(); msg != stateMsg {
+				inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonState, msg)
+				stateMsg = msg
+			}
+			if !inc.wait(ctx, e.o.Recheck) {
+				return inc.stopOutcome(ctx)
+			}
+			attempt--
+			continue
+		}
+		stateMsg = ""
 		if ctx.Err() != nil {
 			release()
+			inc.interrupted(stepNo, attempt, maxAttempts, st, res, err)
 			return stepStopped
 		}
 		// Verify: the alert must stop firing within the window.
@@ -490,6 +520,7 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 		}
 		release()
 		if ctx.Err() != nil && !resolved {
+			inc.interrupted(stepNo, attempt, maxAttempts, st, res, err)
 			return stepStopped
 		}
 		inc.finishAttempt(stepNo, attempt, maxAttempts, st, res, err, ran, resolved && err == nil)
@@ -556,10 +587,9 @@ func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAtte
 			case sem <- struct{}{}:
 				local := func() { <-sem }
 				if st.Budget != nil {
-					if allowed, used := e.o.Budgets.Allow(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
+					if allowed, _, why := e.o.Budgets.Check(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
 						local()
-						inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget,
-							fmt.Sprintf("budget spent: %d of %d runs in the last %s; escalating", used, st.Budget.Max, st.Budget.Window))
+						inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget, why+"; escalating")
 						return nil, guardBudget
 					}
 				}
@@ -624,38 +654,61 @@ func (inc *incident) suppress(now time.Time, stepNo, attempt, maxAttempts int, s
 }
 
 // attempt runs the action once (or, in dry run, records what it would do).
-func (inc *incident) attempt(ctx context.Context, now time.Time, stepNo, attempt, maxAttempts int, st *Step) (actions.Result, error, bool) {
+// Before a real run it records the run in the budget and its start in the
+// journal, each durably; when either fails it returns stateErr and the
+// action does not run (a budget run already recorded stays recorded: the
+// safe side).
+func (inc *incident) attempt(ctx context.Context, now time.Time, stepNo, attempt, maxAttempts int, st *Step) (res actions.Result, err error, ran bool, stateErr error) {
 	e := inc.e
 	inc.mu.Lock()
 	ai := actions.Incident{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels),
 		Annotations: maps.Clone(inc.annotations), Value: inc.value, Step: stepNo, Action: st.Name,
 		Attempt: attempt, MaxAttempts: maxAttempts, Started: inc.start, DryRun: e.o.DryRun}
-	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: stepNo, Attempt: attempt,
-		MaxAttempts: maxAttempts, StartedAt: now, Result: "running", Value: inc.value, DryRun: e.o.DryRun})
 	ev := inc.eventLocked(now, RemediationStarted, st.Name, stepNo, attempt, maxAttempts)
 	inc.mu.Unlock()
 	ev.DryRun = e.o.DryRun
 	ev.Message = fmt.Sprintf("%s attempt %d/%d (step %d, %s)", st.Name, attempt, maxAttempts, stepNo, st.Backoff)
-	e.emit(ev)
 
-	if e.o.DryRun {
-		return actions.Result{Message: fmt.Sprintf("dry run: would run %s action %s", st.Kind, st.Name)}, nil, false
-	}
-	if st.Budget != nil {
-		if err := e.o.Budgets.Consume(st.Name, now, st.Budget.Window); err != nil {
-			e.o.Logger.Error("persisting budget failed; the run still counts in memory", "action", st.Name, "err", err)
+	if !e.o.DryRun {
+		if st.Budget != nil {
+			err := e.o.Budgets.Consume(st.Name, now, st.Budget.Window)
+			if e.o.State.Report(FileBudgets, err, now) && err == nil {
+				e.o.Logger.Info("recording budget runs works again", "action", st.Name)
+			}
+			if err != nil {
+				e.o.Logger.Error("budget run could not be recorded; not acting", "action", st.Name, "err", err)
+				return res, nil, false, fmt.Errorf("not run: the budget run could not be recorded durably (%v); retrying every %s", err, e.o.Recheck)
+			}
+		}
+		if e.o.Journal != nil {
+			if err := e.appendJournal(ev); err != nil {
+				return res, nil, false, fmt.Errorf("not run: its start could not be written to the audit log (%v); retrying every %s", err, e.o.Recheck)
+			}
 		}
 	}
 	inc.mu.Lock()
-	inc.lastRan = st.Name
+	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: stepNo, Attempt: attempt,
+		MaxAttempts: maxAttempts, StartedAt: now, Result: "running", Value: inc.value, DryRun: e.o.DryRun})
+	if !e.o.DryRun {
+		inc.lastRan = st.Name
+	}
 	inc.mu.Unlock()
+	if e.o.DryRun {
+		e.emit(ev)
+		return actions.Result{Message: fmt.Sprintf("dry run: would run %s action %s", st.Kind, st.Name)}, nil, false, nil
+	}
+	if e.o.Journal == nil {
+		e.emit(ev)
+	} else {
+		e.emitSinks(ev) // already in the journal
+	}
 	start := time.Now()
-	res, err := safeRun(ctx, st.Action, ai)
+	res, err = safeRun(ctx, st.Action, ai)
 	e.o.Metrics.duration.WithLabelValues(st.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		err = fmt.Errorf("%s: attempt %d/%d: %w", st.Name, attempt, maxAttempts, err)
 	}
-	return res, err, true
+	return res, err, true, nil
 }
 
 // safeRun turns an action's panic into a permanent error.
@@ -666,6 +719,37 @@ func safeRun(ctx context.Context, a actions.Action, inc actions.Incident) (res a
 		}
 	}()
 	return a.Run(ctx, inc)
+}
+
+// interrupted ends an attempt that medic's shutdown cut short (during the
+// action or its verification) with a failed/interrupted record carrying
+// the output, so every started attempt has an end record in the audit log.
+func (inc *incident) interrupted(stepNo, attempt, maxAttempts int, st *Step, res actions.Result, err error) {
+	e := inc.e
+	now := e.o.Clock.Now()
+	msg := "medic stopped during this attempt"
+	switch {
+	case err != nil:
+		msg += ": " + err.Error()
+	case res.Message != "":
+		msg += " (before verification ended); the action said: " + res.Message
+	default:
+		msg += " (before verification ended)"
+	}
+	inc.mu.Lock()
+	for i := len(inc.attempts) - 1; i >= 0; i-- {
+		a := &inc.attempts[i]
+		if a.Step == stepNo && a.Attempt == attempt && a.Result == "running" {
+			a.FinishedAt, a.Result, a.Reason, a.Message, a.Output, a.Details = now, ResultFailed, ReasonInterrupted, msg, res.Output, res.Details
+			break
+		}
+	}
+	ev := inc.eventLocked(now, RemediationFailed, st.Name, stepNo, attempt, maxAttempts)
+	inc.mu.Unlock()
+	ev.Result, ev.Reason, ev.Message, ev.Output, ev.Details, ev.DryRun = ResultFailed, ReasonInterrupted, msg, res.Output, res.Details, e.o.DryRun
+	e.o.Metrics.attempts.WithLabelValues(st.Name, ResultFailed).Inc()
+	e.emit(ev)
+	e.save()
 }
 
 func (inc *incident) finishAttempt(stepNo, attempt, maxAttempts int, st *Step, res actions.Result, err error, ran, fixed bool) {
@@ -732,7 +816,31 @@ func (inc *incident) eventLocked(now time.Time, t EventType, action string, step
 		Value: inc.value, Action: action, Step: step, Attempt: attempt, MaxAttempts: maxAttempts}
 }
 
+// emit records ev in the journal (a failure is logged and shown as a
+// state problem; the event still reaches the log and the sinks), then in
+// the log and every sink.
 func (e *Engine) emit(ev Event) {
+	if e.o.Journal != nil {
+		_ = e.appendJournal(ev)
+	}
+	e.emitSinks(ev)
+}
+
+// appendJournal appends ev to the journal and reports the outcome to
+// State, logging once per change.
+func (e *Engine) appendJournal(ev Event) error {
+	err := e.o.Journal.Append(ev)
+	if e.o.State.Report(FileAudit, err, ev.Time) {
+		if err != nil {
+			e.o.Logger.Error("audit log write failed; attempts do not run until it works again", "err", err)
+		} else {
+			e.o.Logger.Info("audit log writes work again")
+		}
+	}
+	return err
+}
+
+func (e *Engine) emitSinks(ev Event) {
 	e.log(ev)
 	for _, s := range e.o.Sinks {
 		s.Record(ev)

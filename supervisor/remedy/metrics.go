@@ -20,7 +20,7 @@ func NewMetrics() *Metrics {
 		}, []string{"action", "result"}),
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_remediations_suppressed_total",
-			Help: "Remediation attempts held back by a guard, by action and reason (dryRun, paused, budget, precondition, concurrency).",
+			Help: "Remediation attempts held back by a guard, by action and reason (dryRun, paused, budget, precondition, concurrency, fleet, state).",
 		}, []string{"action", "reason"}),
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "medic_incidents_open", Help: "Incidents not yet resolved (remediating or exhausted).",
@@ -39,7 +39,7 @@ func (m *Metrics) init(action string) {
 	for _, r := range []string{ResultSucceeded, ResultFailed, ResultSuppressed} {
 		m.attempts.WithLabelValues(action, r)
 	}
-	for _, r := range []string{ReasonDryRun, ReasonPaused, ReasonBudget, ReasonPrecondition, ReasonConcurrency, ReasonFleet} {
+	for _, r := range []string{ReasonDryRun, ReasonPaused, ReasonBudget, ReasonPrecondition, ReasonConcurrency, ReasonFleet, ReasonState} {
 		m.suppressed.WithLabelValues(action, r)
 	}
 }

@@ -33,13 +33,16 @@ type incidentFile struct {
 	Incidents []savedIncident `json:"incidents"`
 }
 
+// incidentsVersion is the format of incidents.json this medic reads and writes.
+const incidentsVersion = 1
+
 // keepAttempts bounds the attempts persisted per incident.
 const keepAttempts = 50
 
 // loadIncidents reads the persisted open incidents; a missing file is no
 // incidents, an unreadable one is logged and moved aside (never fatal: a
 // bad state file must not keep medic from starting).
-func loadIncidents(path string, log *slog.Logger) map[string]savedIncident {
+func loadIncidents(path string, log *slog.Logger, state *StateHealth, now time.Time) map[string]savedIncident {
 	out := map[string]savedIncident{}
 	if path == "" {
 		return out
@@ -52,13 +55,19 @@ func loadIncidents(path string, log *slog.Logger) map[string]savedIncident {
 	if err == nil {
 		err = json.Unmarshal(b, &f)
 	}
-	if err == nil && f.Version != 1 {
-		err = fmt.Errorf("unknown version %d", f.Version)
+	if err == nil && f.Version != incidentsVersion {
+		err = fmt.Errorf("unknown version %d (this medic reads version %d; was it written by another medic release?)", f.Version, incidentsVersion)
 	}
 	if err != nil {
 		bad := path + ".corrupt"
-		_ = os.Rename(path, bad)
+		msg := fmt.Sprintf("incidents.json unusable (%v); starting without the open incidents it held", err)
+		if rerr := os.Rename(path, bad); rerr != nil {
+			msg += fmt.Sprintf("; could not move it aside: %v", rerr)
+		} else {
+			msg += "; moved to " + bad
+		}
 		log.Error("persisted incidents unreadable; starting without them", "path", path, "movedTo", bad, "err", err)
+		state.Note(FileIncidents, msg, now)
 		return out
 	}
 	for _, sv := range f.Incidents {
@@ -81,7 +90,7 @@ func (e *Engine) save() {
 	e.saveMu.Lock()
 	defer e.saveMu.Unlock()
 	e.mu.Lock()
-	f := incidentFile{Version: 1, Incidents: make([]savedIncident, 0, len(e.open)+len(e.restored))}
+	f := incidentFile{Version: incidentsVersion, Incidents: make([]savedIncident, 0, len(e.open)+len(e.restored))}
 	for _, inc := range e.open {
 		f.Incidents = append(f.Incidents, inc.saved())
 	}
@@ -93,8 +102,12 @@ func (e *Engine) save() {
 	if err == nil {
 		err = WriteFileAtomic(e.o.StatePath, data, 0o600)
 	}
-	if err != nil {
-		e.o.Logger.Error("persisting incidents failed; they live in memory only", "path", e.o.StatePath, "err", err)
+	if e.o.State.Report(FileIncidents, err, e.o.Clock.Now()) {
+		if err != nil {
+			e.o.Logger.Error("persisting incidents failed; they live in memory only", "path", e.o.StatePath, "err", err)
+		} else {
+			e.o.Logger.Info("persisting incidents works again", "path", e.o.StatePath)
+		}
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+
+	"github.com/medic-sidecar/medic/internal/jsonfloat"
 )
 
 // AlertState is where one alert instance is in its life.
@@ -44,6 +46,17 @@ func (s AlertState) String() string {
 
 // MarshalText makes states readable in JSON.
 func (s AlertState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (s *AlertState) UnmarshalText(b []byte) error {
+	for _, st := range []AlertState{StateInactive, StatePending, StateFiring} {
+		if string(b) == st.String() {
+			*s = st
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown alert state %q", b)
+}
 
 // Alert is one instance of a rule (one label set of its result).
 type Alert struct {
@@ -219,11 +232,29 @@ func (r *Rule) Active() []Alert {
 	return out
 }
 
-// MarshalJSON includes the labels as a map.
+// MarshalJSON includes the labels as a map; a non-finite value is written
+// as "NaN", "+Inf" or "-Inf" (encoding/json refuses it).
 func (a Alert) MarshalJSON() ([]byte, error) {
 	type plain Alert
 	return json.Marshal(struct {
 		plain
 		Labels map[string]string `json:"labels"`
-	}{plain(a), a.Labels.Map()})
+		Value  jsonfloat.Float   `json:"value"`
+	}{plain(a), a.Labels.Map(), jsonfloat.Float(a.Value)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (a *Alert) UnmarshalJSON(b []byte) error {
+	type plain Alert
+	var v struct {
+		*plain
+		Labels map[string]string `json:"labels"`
+		Value  jsonfloat.Float   `json:"value"`
+	}
+	v.plain = (*plain)(a)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	a.Labels, a.Value = labels.FromMap(v.Labels), float64(v.Value)
+	return nil
 }
