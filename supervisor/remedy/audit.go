@@ -28,7 +28,7 @@ type Audit struct {
 
 	mu  sync.Mutex
 	f   *os.File // nil until opened (NewAudit retries on every Append)
-	err error // last write error, reported once
+	err error    // last write error, reported once
 	// OnError is called (outside the lock) when a write fails after
 	// writes succeeded, and with nil when writes succeed again.
 	OnError func(error)

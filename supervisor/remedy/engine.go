@@ -98,13 +98,13 @@ type PreconditionFunc func(ctx context.Context, expr string, now time.Time) (boo
 
 // Options configures an Engine.
 type Options struct {
-	Steps        map[string]*Step
-	Clock        clock.Clock
-	Logger       *slog.Logger
-	DryRun       bool
-	Budgets      *Budgets
-	Pausers      []Pauser
-	Sinks        []Sink
+	Steps   map[string]*Step
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	DryRun  bool
+	Budgets *Budgets
+	Pausers []Pauser
+	Sinks   []Sink
 	// Journal, when set, receives every event before the sinks, and an
 	// attempt runs only after its start record was appended to it
 	// (write-ahead: medic never acts when it cannot remember acting).
