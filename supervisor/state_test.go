@@ -67,7 +67,7 @@ rules:
 `)
 	s.EvalOnce(t.Context(), s.clk.Now())
 	clk := s.clk.(*clock.Fake)
-	waitFor(t, func() bool {
+	waitFor(t, "the attempt to finish", func() bool {
 		clk.Advance(time.Second) // through verify
 		inc := s.Status().Incidents
 		return len(inc) == 1 && len(inc[0].Attempts) == 1 && inc[0].Attempts[0].Result != "running"
@@ -82,17 +82,6 @@ rules:
 	}
 	if code, html := httpGet(t, "http://"+s.Addr()+"/status?format=html"); code != 200 || !strings.Contains(html, "RatioBroken") {
 		t.Fatalf("html %d:\n%s", code, html)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 15s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -126,7 +115,7 @@ rules:
 	if code != 503 || !strings.Contains(body, "cannot be written") || !strings.Contains(body, "read-only") {
 		t.Fatalf("/readyz %d %q", code, body)
 	}
-	waitFor(t, func() bool {
+	waitFor(t, "a suppressed attempt", func() bool {
 		inc := s.Status().Incidents
 		return len(inc) == 1 && len(inc[0].Attempts) > 0
 	})
