@@ -130,3 +130,48 @@ rules:
 		t.Fatal("the action ran although nothing could be recorded")
 	}
 }
+
+// TestExecOutputIsRedactedEverywhere: a real exec action printing
+// secrets; /status and the audit log show the output redacted.
+func TestExecOutputIsRedactedEverywhere(t *testing.T) {
+	dir := t.TempDir()
+	s, clk := startForTest(t, `listen: 127.0.0.1:0
+stateDir: `+dir+`
+actions:
+  dump-env:
+    exec: {command: ["sh", "-c", "echo API_KEY=sekrit123; echo password: hunter2; echo on node-7"], timeout: 5s}
+    backoff: {policy: constant, initial: 1s, attempts: 1}
+    verify: 1s
+    output: full
+    redact: ['node-\d+']
+rules:
+  - alert: AlwaysFiring
+    expr: vector(1)
+    remediate: [dump-env]
+`)
+	s.EvalOnce(t.Context(), clk.Now())
+	waitFor(t, "the attempt to finish", func() bool {
+		clk.Advance(time.Second)
+		inc := s.Status().Incidents
+		return len(inc) == 1 && len(inc[0].Attempts) == 1 && inc[0].Attempts[0].Result != "running"
+	})
+	_, body := httpGet(t, "http://"+s.Addr()+"/status?format=json")
+	audit, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	for what, text := range map[string]string{"/status": body, "audit.jsonl": string(audit)} {
+		if strings.Contains(text, "sekrit123") || strings.Contains(text, "hunter2") || strings.Contains(text, "node-7") {
+			t.Fatalf("%s leaks a secret:\n%s", what, text)
+		}
+		if !strings.Contains(text, `API_KEY=[REDACTED]`) {
+			t.Fatalf("%s lacks the redacted output:\n%s", what, text)
+		}
+	}
+	c, err := config.Parse([]byte("stateDir: /tmp/x\nactions:\n  a:\n    exec: {command: [x]}\n    output: most\n    redact: ['(']\n"))
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil {
+		t.Fatal("a bad output mode and pattern were accepted")
+	} else if !strings.Contains(err.Error(), "actions.a.output") || !strings.Contains(err.Error(), "actions.a.redact[0]") {
+		t.Fatalf("errors lack their paths: %v", err)
+	}
+}

@@ -188,6 +188,9 @@ func New(o Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("action %s: %w", name, err)
 		}
 		st := &remedy.Step{Name: name, Kind: ac.Kind, Action: a, Backoff: ac.Backoff, Verify: ac.Verify.D(), Requires: ac.Requires}
+		if st.Output, err = remedy.NewOutputPolicy(ac.Output, ac.Redact); err != nil {
+			return nil, fmt.Errorf("action %s: %w", name, err)
+		}
 		if ac.Budget != nil {
 			st.Budget = &remedy.Budget{Max: ac.Budget.Max, Window: ac.Budget.Window.D()}
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/notify"
 	"github.com/medic-sidecar/medic/supervisor/probe"
+	"github.com/medic-sidecar/medic/supervisor/remedy"
 	"github.com/medic-sidecar/medic/supervisor/rules"
 )
 
@@ -96,6 +97,14 @@ type Action struct {
 	// Fleet bounds the action across every medic instance in the
 	// namespace (Kubernetes Leases); ignored outside Kubernetes.
 	Fleet *Fleet `yaml:"fleet" json:"fleet,omitempty"`
+	// Output is how much of the action's output medic keeps in /status,
+	// the audit log, incidents.json, Events and logs: full | tail
+	// (default: the last 2 KiB) | none.
+	Output string `yaml:"output" json:"output,omitempty"`
+	// Redact are extra regular expressions whose matches (or capture
+	// groups) are replaced by [REDACTED] in output, messages and details,
+	// after the built-in token/secret/password/authorization patterns.
+	Redact []string `yaml:"redact" json:"redact,omitempty"`
 
 	Kind string `yaml:"-" json:"kind"`
 	Spec any    `yaml:"-" json:"spec"`
@@ -590,6 +599,7 @@ func (c *Config) validate(refs bool) error {
 		}
 		errs = append(errs, cfg.Prefix(path+".backoff", a.Backoff.Validate()),
 			atLeast(path+".backoff.initial", a.Backoff.Initial, MinBackoffInitial))
+		errs = append(errs, cfg.Prefix(path, remedy.ValidateOutput(a.Output, a.Redact)))
 		if a.Budget != nil {
 			if a.Budget.Max < 1 {
 				add(path+".budget.max", "must be at least 1")

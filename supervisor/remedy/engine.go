@@ -71,6 +71,9 @@ type Step struct {
 	// FleetFailOpen runs the action when the fleet cannot be asked (API
 	// error) instead of waiting.
 	FleetFailOpen bool
+	// Output is what medic keeps of the action's output and how it is
+	// redacted (actions.<name>.output, redact); nil: tail, default patterns.
+	Output *OutputPolicy
 }
 
 // Budget is "at most Max runs per Window".
@@ -705,6 +708,9 @@ func (inc *incident) attempt(ctx context.Context, now time.Time, stepNo, attempt
 	start := time.Now()
 	res, err = safeRun(ctx, st.Action, ai)
 	e.o.Metrics.duration.WithLabelValues(st.Name).Observe(time.Since(start).Seconds())
+	// Nothing of the output leaves here unredacted (status, audit,
+	// incidents.json, Events and logs all take it from res).
+	res = st.Output.Apply(res)
 	if err != nil {
 		err = fmt.Errorf("%s: attempt %d/%d: %w", st.Name, attempt, maxAttempts, err)
 	}
@@ -730,7 +736,7 @@ func (inc *incident) interrupted(stepNo, attempt, maxAttempts int, st *Step, res
 	msg := "medic stopped during this attempt"
 	switch {
 	case err != nil:
-		msg += ": " + err.Error()
+		msg += ": " + st.Output.Redact(err.Error())
 	case res.Message != "":
 		msg += " (before verification ended); the action said: " + res.Message
 	default:
@@ -773,10 +779,10 @@ func (inc *incident) finishAttempt(stepNo, attempt, maxAttempts int, st *Step, r
 		msg += "; verified: alert resolved"
 	case err != nil && actions.IsPermanent(err):
 		reason = ReasonPermanent
-		msg = err.Error()
+		msg = st.Output.Redact(err.Error())
 	case err != nil:
 		reason = ReasonError
-		msg = err.Error()
+		msg = st.Output.Redact(err.Error())
 	default:
 		reason = ReasonVerify
 		if msg != "" {
