@@ -18,12 +18,29 @@ import (
 	"github.com/medic-sidecar/medic/internal/clock"
 )
 
+// State is where an incident is in its life. It marshals as its name.
+type State string
+
 // Incident states.
 const (
-	StateRemediating = "remediating"
-	StateExhausted   = "exhausted"
-	StateResolved    = "resolved"
+	// StateRemediating: an attempt runs or is verified, or the step waits
+	// out its backoff before the next attempt.
+	StateRemediating State = "remediating"
+	// StateHeld: the next attempt waits on a guard (pause, precondition,
+	// concurrency, fleet, state); IncidentView.HeldReason says which.
+	StateHeld State = "held"
+	// StateExhausted: every step was tried; nothing more is done until the
+	// alert resolves or retryExhaustedAfter passes.
+	StateExhausted State = "exhausted"
+	// StateResolved: the alert stopped firing; the incident is closed.
+	StateResolved State = "resolved"
 )
+
+// States lists every incident state (for metrics).
+var States = []State{StateRemediating, StateHeld, StateExhausted, StateResolved}
+
+// String returns the state's name.
+func (s State) String() string { return string(s) }
 
 // Attempt results.
 const (
@@ -180,6 +197,7 @@ func New(o Options) *Engine {
 		e.sems[name] = make(chan struct{}, 1)
 		o.Metrics.init(name)
 	}
+	o.Metrics.engine.Store(e)
 	return e
 }
 
@@ -213,7 +231,12 @@ type incident struct {
 	labels      map[string]string
 	annotations map[string]string
 	value       float64
-	state       string
+	state       State
+	heldReason  string    // the guard holding the next attempt (StateHeld)
+	heldMsg     string    // what the guard said
+	attemptNo   int       // current attempt of the step (1-based)
+	maxAttempts int       // the step's attempts
+	nextAt      time.Time // when the next attempt is due (backoff, guard recheck, retry round)
 	step        int // 1-based
 	action      string
 	attempts    []AttemptView
@@ -334,7 +357,7 @@ func (inc *incident) finalize(now time.Time) {
 	inc.finalized = true
 	prev := inc.state
 	inc.state = StateResolved
-	if inc.fixedBy == "" && prev == StateRemediating {
+	if inc.fixedBy == "" && (prev == StateRemediating || prev == StateHeld) {
 		inc.fixedBy = inc.lastRan
 	}
 	ev := inc.eventLocked(now, IncidentResolved, inc.fixedBy, 0, 0, 0)
@@ -347,7 +370,7 @@ func (inc *incident) finalize(now time.Time) {
 	ev.Details = map[string]any{"previousState": prev}
 	inc.mu.Unlock()
 	e.o.Metrics.open.Dec()
-	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateResolved).Inc()
+	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateResolved.String()).Inc()
 	e.mu.Lock()
 	delete(e.closing, inc)
 	e.closed = append(e.closed, inc)
@@ -432,7 +455,10 @@ func (inc *incident) exhaust() time.Time {
 	e := inc.e
 	now := e.o.Clock.Now()
 	inc.mu.Lock()
-	inc.state, inc.exhaustedAt = StateExhausted, now
+	inc.state, inc.exhaustedAt, inc.nextAt = StateExhausted, now, time.Time{}
+	if inc.retry > 0 {
+		inc.nextAt = now.Add(inc.retry)
+	}
 	ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
 	if inc.retry > 0 {
 		ev.Message = fmt.Sprintf("every step of the ladder %v was tried; walking it again in %s if the alert still fires", inc.ladder, inc.retry)
@@ -440,7 +466,7 @@ func (inc *incident) exhaust() time.Time {
 		ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
 	}
 	inc.mu.Unlock()
-	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted).Inc()
+	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted.String()).Inc()
 	e.emit(ev)
 	e.save()
 	return now
@@ -484,6 +510,9 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 	maxAttempts := max(st.Backoff.Attempts, 1)
 	stateMsg := "" // the last "state" suppression recorded, so a wait is recorded once
 	for attempt := 1; ; attempt++ {
+		inc.mu.Lock()
+		inc.attemptNo, inc.maxAttempts = attempt, maxAttempts
+		inc.mu.Unlock()
 		// Guards: pause, precondition, concurrency and fleet wait; a spent
 		// budget skips the step.
 		release, g := inc.waitForGuards(ctx, stepNo, attempt, maxAttempts, st)
@@ -499,6 +528,7 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 			// Fail safe: the attempt could not be recorded, so it does not
 			// run; wait and try the same attempt again.
 			release()
+			inc.hold(ReasonState, stateErr.Error(), now.Add(e.o.Recheck))
 			if msg := stateErr.Error(); msg != stateMsg {
 				inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonState, msg)
 				stateMsg = msg
@@ -537,9 +567,29 @@ func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutc
 		if stop {
 			return stepEscalate
 		}
+		inc.proceed(e.o.Clock.Now().Add(d))
 		if !inc.wait(ctx, d) {
 			return inc.stopOutcome(ctx)
 		}
+	}
+}
+
+// hold marks the incident held by a guard until (at least) next.
+func (inc *incident) hold(reason, msg string, next time.Time) {
+	inc.mu.Lock()
+	defer inc.mu.Unlock()
+	if inc.state == StateRemediating || inc.state == StateHeld {
+		inc.state, inc.heldReason, inc.heldMsg, inc.nextAt = StateHeld, reason, msg, next
+	}
+}
+
+// proceed marks the incident remediating, the next attempt due at next
+// (zero: now).
+func (inc *incident) proceed(next time.Time) {
+	inc.mu.Lock()
+	defer inc.mu.Unlock()
+	if inc.state == StateRemediating || inc.state == StateHeld {
+		inc.state, inc.heldReason, inc.heldMsg, inc.nextAt = StateRemediating, "", "", next
 	}
 }
 
@@ -592,12 +642,14 @@ func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAtte
 				if st.Budget != nil {
 					if allowed, _, why := e.o.Budgets.Check(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
 						local()
+						inc.proceed(time.Time{})
 						inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget, why+"; escalating")
 						return nil, guardBudget
 					}
 				}
 				fleet, ok, why := inc.acquireFleet(ctx, st, now)
 				if ok {
+					inc.proceed(time.Time{})
 					return func() { fleet(); local() }, guardProceed
 				}
 				local()
@@ -606,6 +658,7 @@ func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAtte
 				reason, msg = ReasonConcurrency, fmt.Sprintf("action %s is running for another incident; waiting", st.Name)
 			}
 		}
+		inc.hold(reason, msg, now.Add(e.o.Recheck))
 		// A fleet wait is recorded again when its holders change, so the
 		// audit log shows who held the slots.
 		if reason != lastReason || (reason == ReasonFleet && msg != lastMsg) {
@@ -899,8 +952,18 @@ type IncidentView struct {
 	Alert       string            `json:"alert"`
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations,omitempty"`
-	State       string            `json:"state"`
+	State       State             `json:"state"`
 	Step        int               `json:"step"`
+	// Attempt and MaxAttempts are the position within the current step.
+	Attempt     int `json:"attempt,omitempty"`
+	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// HeldReason is the guard the next attempt waits on (state held):
+	// paused | precondition | concurrency | fleet | state; HeldMessage says more.
+	HeldReason  string `json:"heldReason,omitempty"`
+	HeldMessage string `json:"heldMessage,omitempty"`
+	// NextAttemptAt is when the next attempt is due: the end of a backoff
+	// delay, the next guard re-check, or the next retry round.
+	NextAttemptAt time.Time `json:"nextAttemptAt,omitzero"`
 	Action      string            `json:"action"`
 	Ladder      []string          `json:"ladder"`
 	Value       float64           `json:"value"`
@@ -911,6 +974,23 @@ type IncidentView struct {
 	// Round counts walks of the ladder (rules[].retryExhaustedAfter).
 	Round    int           `json:"round"`
 	Attempts []AttemptView `json:"attempts"`
+}
+
+// openByState counts open incidents by state.
+func (e *Engine) openByState() map[State]int {
+	e.mu.Lock()
+	list := make([]*incident, 0, len(e.open))
+	for _, inc := range e.open {
+		list = append(list, inc)
+	}
+	e.mu.Unlock()
+	out := map[State]int{}
+	for _, inc := range list {
+		inc.mu.Lock()
+		out[inc.state]++
+		inc.mu.Unlock()
+	}
+	return out
 }
 
 // Incidents returns open incidents then recently closed ones, newest first.
@@ -929,7 +1009,8 @@ func (e *Engine) Incidents() []IncidentView {
 	for _, inc := range list {
 		inc.mu.Lock()
 		v := IncidentView{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels), Annotations: maps.Clone(inc.annotations),
-			State: inc.state, Step: inc.step, Action: inc.action, Ladder: inc.ladder, Value: inc.value, Started: inc.start,
+			State: inc.state, Step: inc.step, Attempt: inc.attemptNo, MaxAttempts: inc.maxAttempts, HeldReason: inc.heldReason,
+			HeldMessage: inc.heldMsg, NextAttemptAt: inc.nextAt, Action: inc.action, Ladder: inc.ladder, Value: inc.value, Started: inc.start,
 			Ended: inc.ended, FixedBy: inc.fixedBy, Round: inc.round, Attempts: append([]AttemptView{}, inc.attempts...)}
 		if inc.finalized {
 			v.Duration = inc.ended.Sub(inc.start).Seconds()

@@ -331,8 +331,8 @@ func TestPreconditionHoldsTheLadder(t *testing.T) {
 	if act.calls.Load() != 0 {
 		t.Fatal("restart ran while the server was unreachable")
 	}
-	if inc := f.incident(); inc.State != StateRemediating {
-		t.Fatalf("ladder did not wait: %s", inc.State)
+	if inc := f.incident(); inc.State != StateHeld || inc.HeldReason != ReasonPrecondition {
+		t.Fatalf("ladder did not wait (held on the precondition): %s %q", inc.State, inc.HeldReason)
 	}
 	reachable.Store(true)
 	f.advance(1, 5*time.Second)

@@ -1,6 +1,10 @@
 package remedy
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the remedy engine's Prometheus metrics.
 type Metrics struct {
@@ -9,6 +13,9 @@ type Metrics struct {
 	open       prometheus.Gauge
 	duration   *prometheus.HistogramVec
 	incidents  *prometheus.CounterVec
+	// byState counts open incidents by state at scrape time.
+	byState *prometheus.Desc
+	engine  atomic.Pointer[Engine]
 }
 
 // NewMetrics creates the engine's metrics (not registered).
@@ -29,6 +36,8 @@ func NewMetrics() *Metrics {
 			Name: "medic_remediation_duration_seconds", Help: "Time an action took to run, by action.",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}, []string{"action"}),
+		byState: prometheus.NewDesc("medic_incidents",
+			"Open incidents by state (remediating, held: waiting on a guard, exhausted).", []string{"state"}, nil),
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_incidents_total", Help: "Incidents that ended, by alert and outcome (resolved, exhausted).",
 		}, []string{"alert", "outcome"}),
@@ -54,5 +63,21 @@ func (m *Metrics) InitAlert(alert string) {
 
 // Collectors returns every metric for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.attempts, m.suppressed, m.open, m.duration, m.incidents}
+	return []prometheus.Collector{m.attempts, m.suppressed, m.open, m.duration, m.incidents, stateCollector{m}}
+}
+
+// stateCollector reports medic_incidents{state} from the engine's open
+// incidents when scraped.
+type stateCollector struct{ m *Metrics }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.byState }
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[State]int{}
+	if e := c.m.engine.Load(); e != nil {
+		counts = e.openByState()
+	}
+	for _, st := range []State{StateRemediating, StateHeld, StateExhausted} {
+		ch <- prometheus.MustNewConstMetric(c.m.byState, prometheus.GaugeValue, float64(counts[st]), st.String())
+	}
 }

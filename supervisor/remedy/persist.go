@@ -20,7 +20,7 @@ type savedIncident struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Ladder      []string          `json:"ladder"`
 	Start       time.Time         `json:"startedAt"`
-	State       string            `json:"state"`
+	State       State             `json:"state"`
 	Step        int               `json:"step"`
 	Round       int               `json:"round"`
 	ExhaustedAt time.Time         `json:"exhaustedAt,omitzero"`
@@ -169,6 +169,6 @@ func (e *Engine) closeRestoredLocked(now time.Time, sv savedIncident) {
 		Message: fmt.Sprintf("restored after medic restarted, but the alert did not fire again within %s; closed as resolved",
 			e.o.RestoreGrace),
 		Details: map[string]any{"previousState": sv.State, "restored": true}}
-	e.o.Metrics.incidents.WithLabelValues(sv.Alert, StateResolved).Inc()
+	e.o.Metrics.incidents.WithLabelValues(sv.Alert, StateResolved.String()).Inc()
 	e.emit(ev)
 }
