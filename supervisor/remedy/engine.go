@@ -237,7 +237,7 @@ type incident struct {
 	attemptNo   int       // current attempt of the step (1-based)
 	maxAttempts int       // the step's attempts
 	nextAt      time.Time // when the next attempt is due (backoff, guard recheck, retry round)
-	step        int // 1-based
+	step        int       // 1-based
 	action      string
 	attempts    []AttemptView
 	ended       time.Time
@@ -964,13 +964,13 @@ type IncidentView struct {
 	// NextAttemptAt is when the next attempt is due: the end of a backoff
 	// delay, the next guard re-check, or the next retry round.
 	NextAttemptAt time.Time `json:"nextAttemptAt,omitzero"`
-	Action      string            `json:"action"`
-	Ladder      []string          `json:"ladder"`
-	Value       float64           `json:"value"`
-	Started     time.Time         `json:"startedAt"`
-	Ended       time.Time         `json:"endedAt,omitzero"`
-	Duration    float64           `json:"durationSeconds,omitempty"`
-	FixedBy     string            `json:"fixedBy,omitempty"`
+	Action        string    `json:"action"`
+	Ladder        []string  `json:"ladder"`
+	Value         float64   `json:"value"`
+	Started       time.Time `json:"startedAt"`
+	Ended         time.Time `json:"endedAt,omitzero"`
+	Duration      float64   `json:"durationSeconds,omitempty"`
+	FixedBy       string    `json:"fixedBy,omitempty"`
 	// Round counts walks of the ladder (rules[].retryExhaustedAfter).
 	Round    int           `json:"round"`
 	Attempts []AttemptView `json:"attempts"`

@@ -13,15 +13,15 @@ import (
 func TestDefaultRedaction(t *testing.T) {
 	var p *OutputPolicy // the default
 	for in, want := range map[string]string{
-		"GITHUB_TOKEN=ghp_abc123def":                  "GITHUB_TOKEN=[REDACTED]",
+		"GITHUB_TOKEN=ghp_abc123def":                   "GITHUB_TOKEN=[REDACTED]",
 		"export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K": "export AWS_SECRET_ACCESS_KEY=[REDACTED]",
-		"password: hunter2 (from vault)":              "password: [REDACTED] (from vault)",
-		`{"api_key": "k-123", "user": "bob"}`:         `{"api_key": [REDACTED], "user": "bob"}`,
+		"password: hunter2 (from vault)":               "password: [REDACTED] (from vault)",
+		`{"api_key": "k-123", "user": "bob"}`:          `{"api_key": [REDACTED], "user": "bob"}`,
 		"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x": "Authorization: [REDACTED]",
-		"curl -H 'X-Api-Key: abcdef123456' host":      "curl -H 'X-Api-Key: [REDACTED]' host",
-		"using bearer eyJhbGciOiJIUzI1NiJ9 now":       "using bearer [REDACTED] now",
-		"https://u/?token=abc&x=1":                    "https://u/?token=[REDACTED]&x=1",
-		"restarted spire-agent (pid 42)":              "restarted spire-agent (pid 42)",
+		"curl -H 'X-Api-Key: abcdef123456' host":       "curl -H 'X-Api-Key: [REDACTED]' host",
+		"using bearer eyJhbGciOiJIUzI1NiJ9 now":        "using bearer [REDACTED] now",
+		"https://u/?token=abc&x=1":                     "https://u/?token=[REDACTED]&x=1",
+		"restarted spire-agent (pid 42)":               "restarted spire-agent (pid 42)",
 	} {
 		if got := p.Redact(in); got != want {
 			t.Errorf("Redact(%q)\n got %q\nwant %q", in, got, want)
