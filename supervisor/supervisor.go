@@ -216,6 +216,7 @@ func New(o Options) (*Supervisor, error) {
 		s.retries[rc.Alert] = rc.RetryExhaustedAfter.D()
 	}
 	s.mgr = rules.NewManager(s.engine, rs, o.Logger.With("component", "rules"))
+	var err error
 	if s.notifier, err = newNotifier(s, c, o.Listener); err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
 	}

@@ -56,7 +56,7 @@ func (m *Metrics) init(action string) {
 // InitAlert creates the incident counters of an alert with a ladder at 0
 // (per outcome), so increase() sees its first resolved or exhausted incident.
 func (m *Metrics) InitAlert(alert string) {
-	for _, o := range []string{StateResolved, StateExhausted} {
+	for _, o := range []string{StateResolved.String(), StateExhausted.String()} {
 		m.incidents.WithLabelValues(alert, o)
 	}
 }

@@ -110,7 +110,7 @@ rules:
 	}
 	resolved := func(alert string) bool {
 		for _, inc := range status().Incidents {
-			if inc.Alert == alert && inc.State == remedy.StateResolved && inc.FixedBy == "restart-relay" {
+			if inc.Alert == alert && inc.State == remedy.StateResolved.String() && inc.FixedBy == "restart-relay" {
 				return true
 			}
 		}
