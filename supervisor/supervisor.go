@@ -133,16 +133,7 @@ func New(o Options) (*Supervisor, error) {
 	}()
 
 	// Store: keep just enough history for the longest range any rule reads.
-	var exprs []string
-	for _, r := range c.Rules {
-		exprs = append(exprs, r.Expr)
-	}
-	for _, a := range c.Actions {
-		if a.Requires != "" {
-			exprs = append(exprs, a.Requires)
-		}
-	}
-	retention := rules.LongestRange(config.ExprParser, exprs...) + rules.DefaultLookback + 2*c.EvaluationInterval.D() + time.Minute
+	retention := rules.LongestRange(config.ExprParser, c.AllExprs()...) + rules.DefaultLookback + 2*c.EvaluationInterval.D() + time.Minute
 	retention = max(retention, c.Store.Retention.D())
 	s.store = store.New(store.Options{MaxSeries: c.Store.MaxSeries, Retention: retention, Logger: o.Logger.With("component", "store")})
 	s.engine = rules.NewEngine(s.store, rules.DefaultLookback, o.Logger.With("component", "promql"))
@@ -204,19 +195,14 @@ func New(o Options) (*Supervisor, error) {
 		steps[name] = st
 	}
 
-	// Rules.
-	var rs []*rules.Rule
-	for _, rc := range c.Rules {
-		r, err := rules.NewRule(rc.Alert, rc.Expr, rc.For.D(), rc.KeepFiringFor.D(), rc.Labels, rc.Annotations)
-		if err != nil {
-			return nil, fmt.Errorf("rule %s: %w", rc.Alert, err)
-		}
-		rs = append(rs, r)
-		s.ladders[rc.Alert] = rc.Remediate
-		s.retries[rc.Alert] = rc.RetryExhaustedAfter.D()
+	// Rules: the config's rules[] then the rule files' groups; recording
+	// rules write into the store.
+	groups, err := rules.NewGroups(c.RuleGroups())
+	if err != nil {
+		return nil, err
 	}
-	s.mgr = rules.NewManager(s.engine, rs, o.Logger.With("component", "rules"))
-	var err error
+	s.ladders, s.retries = c.Ladders(), c.RetryExhaustedAfter()
+	s.mgr = rules.NewGroupManager(s.engine, groups, s.store, o.Logger.With("component", "rules"))
 	if s.notifier, err = newNotifier(s, c, o.Listener); err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
 	}
@@ -301,7 +287,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.started.Store(now.UnixNano())
 	s.lastEval.Store(now.UnixNano())
 	s.log.Info("medic starting", "version", Version, "listen", s.Addr(), "metricsListen", s.server.MetricsAddr(), "probes", len(s.probes),
-		"rules", len(s.ladders), "actions", len(s.cfg.Actions), "dryRun", s.cfg.DryRun,
+		"rules", len(s.mgr.Status()), "ladders", len(s.ladders), "actions", len(s.cfg.Actions), "dryRun", s.cfg.DryRun,
 		"stateDir", s.cfg.StateDir, "retention", s.store.Retention().String())
 	if s.cfg.DryRun {
 		s.log.Warn("dry run: decisions are made and recorded, but no action is performed")
@@ -498,8 +484,10 @@ func (s *Supervisor) EvalOnce(ctx context.Context, now time.Time) {
 // plus three evaluation intervals.
 func restoreGrace(c *config.Config) time.Duration {
 	var longest time.Duration
-	for _, r := range c.Rules {
-		longest = max(longest, r.For.D())
+	for _, g := range c.RuleGroups() {
+		for _, r := range g.Rules {
+			longest = max(longest, r.For)
+		}
 	}
 	return longest + 3*c.EvaluationInterval.D()
 }

@@ -198,7 +198,10 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return &exitError{code: exitUsage, err: errors.New("")}
 	}
-	fmt.Fprintf(stdout, "%s: valid (%s, %s, %s", *path, plural(len(c.Probes), "probe"), plural(len(c.Rules), "rule"), plural(len(c.Actions), "action"))
+	for _, w := range ruleWarnings(c) {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "%s: valid (%s, %s, %s", *path, plural(len(c.Probes), "probe"), plural(countRules(c), "rule"), plural(len(c.Actions), "action"))
 	if c.DryRun {
 		fmt.Fprint(stdout, ", dry run")
 	}

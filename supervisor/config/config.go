@@ -55,6 +55,13 @@ type Config struct {
 	Probes  []*Probe           `yaml:"probes" json:"probes"`
 	Actions map[string]*Action `yaml:"actions" json:"actions"`
 	Rules   []*Rule            `yaml:"rules" json:"rules"`
+	// RuleFiles are globs of Prometheus rule files (groups:) or
+	// PrometheusRule manifests, relative to the config file's directory.
+	RuleFiles []string `yaml:"ruleFiles" json:"ruleFiles,omitempty"`
+	// Remediations attach ladders to rule-file alerts: alert name → actions.
+	Remediations map[string][]string `yaml:"remediations" json:"remediations,omitempty"`
+	// FileGroups are the groups loaded from RuleFiles.
+	FileGroups []rules.FileGroup `yaml:"-" json:"-"`
 	// Plugins are the remediation plugin binaries (plugins.<name>) that
 	// actions of kind plugin run.
 	Plugins map[string]*plugins.Config `yaml:"-" json:"plugins,omitempty"`
@@ -190,7 +197,7 @@ func LoadFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parse(b, os.LookupEnv, checkStateDir)
+	return parseAndLoad(b, filepath.Dir(path), checkStateDir)
 }
 
 // checkStateDir checks that the stateDir is a writable directory, or can
@@ -226,7 +233,7 @@ func checkStateDir(c *Config) error {
 // Parse decodes and validates a config document. On error the returned
 // error joins one cfg.FieldError per problem; use cfg.Sorted to list them.
 func Parse(b []byte) (*Config, error) {
-	return parse(b, os.LookupEnv)
+	return parseAndLoad(b, "")
 }
 
 // dropNil removes nil entries from list, reporting each as empty.

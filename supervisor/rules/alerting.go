@@ -6,18 +6,19 @@
 package rules
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"sort"
 	"strconv"
-	"text/template"
+	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/template"
 
 	"github.com/medic-sidecar/medic/internal/jsonfloat"
 )
@@ -102,7 +103,10 @@ type Rule struct {
 	Annotations   map[string]string
 
 	active map[uint64]*Alert
-	tmpls  map[string]*template.Template // compiled annotation and label templates
+	// ExternalLabels and ExternalURL are what templates see as
+	// $externalLabels and $externalURL (rule unit tests set them).
+	ExternalLabels map[string]string
+	ExternalURL    string
 	// LastError is the last evaluation error (nil when healthy).
 	LastError error
 	// LastEval is the time of the last evaluation.
@@ -111,40 +115,39 @@ type Rule struct {
 	LastEvalDuration time.Duration
 }
 
-// NewRule compiles a rule's templates.
+// NewRule checks a rule's templates. Templates are Prometheus's (the same
+// functions: humanize, query, ...; $labels, $value, $externalLabels).
 func NewRule(name, expr string, forD, keepFiring time.Duration, lbls, anns map[string]string) (*Rule, error) {
 	r := &Rule{Name: name, Expr: expr, For: forD, KeepFiringFor: keepFiring,
-		Labels: lbls, Annotations: anns, active: map[uint64]*Alert{}, tmpls: map[string]*template.Template{}}
+		Labels: lbls, Annotations: anns, active: map[uint64]*Alert{}}
 	for where, m := range map[string]map[string]string{"labels": lbls, "annotations": anns} {
 		for k, v := range m {
-			t, err := template.New(k).Option("missingkey=zero").Parse(tmplPrefix + v)
-			if err != nil {
+			if err := r.expander(context.Background(), v, nil, 0, time.Now(), nil).ParseTest(); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", where, k, err)
 			}
-			r.tmpls[where+"."+k] = t
 		}
 	}
 	return r, nil
 }
 
-// tmplPrefix gives templates Prometheus's $labels and $value.
-const tmplPrefix = "{{$labels := .Labels}}{{$value := .Value}}"
+// tmplDefs give templates Prometheus's variables.
+const tmplDefs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
 
-type tmplData struct {
-	Labels map[string]string
-	Value  float64
+func (r *Rule) expander(ctx context.Context, text string, lbls map[string]string, v float64, ts time.Time, query QueryFunc) *template.Expander {
+	data := template.AlertTemplateData(lbls, r.ExternalLabels, r.ExternalURL, promql.Sample{F: v})
+	return template.NewTemplateExpander(ctx, tmplDefs+text, "__alert_"+r.Name, data, model.Time(ts.UnixMilli()),
+		template.QueryFunc(query), nil, nil)
 }
 
-func (r *Rule) expand(where, key, text string, d tmplData) string {
-	t := r.tmpls[where+"."+key]
-	if t == nil {
+func (r *Rule) expand(ctx context.Context, text string, lbls map[string]string, v float64, ts time.Time, query QueryFunc) string {
+	if !strings.Contains(text, "{{") {
 		return text
 	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
+	out, err := r.expander(ctx, text, lbls, v, ts, query).Expand()
+	if err != nil {
 		return fmt.Sprintf("<error expanding template: %v>", err)
 	}
-	return b.String()
+	return out
 }
 
 // Eval runs the rule at ts and advances the state machine. It returns the
@@ -163,17 +166,17 @@ func (r *Rule) Eval(ctx context.Context, ts time.Time, query QueryFunc) ([]Trans
 	for _, s := range vec {
 		b := labels.NewBuilder(s.Metric)
 		b.Del(labels.MetricName)
-		d := tmplData{Labels: s.Metric.Map(), Value: s.F}
-		delete(d.Labels, labels.MetricName)
+		// As in Prometheus, label and annotation templates see the
+		// sample's own labels as $labels.
+		lm := s.Metric.Map()
 		for k, v := range r.Labels {
-			b.Set(k, r.expand("labels", k, v, d))
+			b.Set(k, r.expand(ctx, v, lm, s.F, ts, query))
 		}
 		b.Set(labels.AlertName, r.Name)
 		lset := b.Labels()
-		d.Labels = lset.Map()
 		anns := make(map[string]string, len(r.Annotations))
 		for k, v := range r.Annotations {
-			anns[k] = r.expand("annotations", k, v, d)
+			anns[k] = r.expand(ctx, v, lm, s.F, ts, query)
 		}
 		h := lset.Hash()
 		if _, dup := seen[h]; dup {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,25 +109,37 @@ func LongestRange(p parser.Parser, exprs ...string) time.Duration {
 	return longest
 }
 
-// Manager evaluates a set of rules at each tick and exports their state.
+// Manager evaluates rule groups at each tick and exports their state.
 type Manager struct {
 	eng    *Engine
+	app    Appender
 	logger *slog.Logger
 
-	mu    sync.Mutex
-	rules []*Rule
+	mu     sync.Mutex
+	groups []*Group
 
 	alerts      *prometheus.GaugeVec
 	evalSeconds prometheus.Histogram
 	evalErrors  *prometheus.CounterVec
 }
 
-// NewManager returns a Manager for rules over eng.
+// NewManager returns a Manager for alerting rules evaluated at every tick.
 func NewManager(eng *Engine, rules []*Rule, logger *slog.Logger) *Manager {
+	g := &Group{Name: "medic"}
+	for _, r := range rules {
+		g.Rules = append(g.Rules, GroupRule{Alert: r})
+	}
+	return NewGroupManager(eng, []*Group{g}, nil, logger)
+}
+
+// NewGroupManager returns a Manager for groups over eng; recording rules
+// append their results to app (the store eng reads).
+func NewGroupManager(eng *Engine, groups []*Group, app Appender, logger *slog.Logger) *Manager {
 	m := &Manager{
 		eng:    eng,
+		app:    app,
 		logger: logger,
-		rules:  rules,
+		groups: groups,
 		alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "medic_alerts", Help: "Alert instances by rule and state (pending, firing).",
 		}, []string{"alert", "state"}),
@@ -135,55 +148,92 @@ func NewManager(eng *Engine, rules []*Rule, logger *slog.Logger) *Manager {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 		evalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "medic_rule_evaluation_failures_total", Help: "Rule evaluations that failed.",
+			Name: "medic_rule_evaluation_failures_total", Help: "Rule evaluations that failed (alert: the alert or recorded metric name).",
 		}, []string{"alert"}),
 	}
-	for _, r := range rules {
-		for _, s := range []string{"pending", "firing"} {
-			m.alerts.WithLabelValues(r.Name, s)
+	for _, g := range groups {
+		for _, gr := range g.Rules {
+			if gr.Alert != nil {
+				for _, s := range []string{"pending", "firing"} {
+					m.alerts.WithLabelValues(gr.Alert.Name, s)
+				}
+			}
+			m.evalErrors.WithLabelValues(gr.Name())
 		}
-		m.evalErrors.WithLabelValues(r.Name)
 	}
 	return m
 }
+
+// Groups returns the manager's groups (read-only use).
+func (m *Manager) Groups() []*Group { return m.groups }
 
 // Collectors returns the manager's metrics.
 func (m *Manager) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.alerts, m.evalSeconds, m.evalErrors}
 }
 
-// Eval evaluates every rule at ts and returns all transitions. Errors are
-// logged once per change and counted; other rules still run.
+// Eval evaluates every group due at ts, rule by rule in order, and returns
+// all alert transitions. Errors are logged once per change and counted;
+// other rules still run.
 func (m *Manager) Eval(ctx context.Context, ts time.Time) []Transition {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	start := time.Now()
 	var out []Transition
-	for _, r := range m.rules {
-		prev := r.LastError
-		began := time.Now()
-		tr, err := r.Eval(ctx, ts, m.eng.Query)
-		r.LastEvalDuration = time.Since(began)
-		if err != nil {
-			m.evalErrors.WithLabelValues(r.Name).Inc()
-			if prev == nil || prev.Error() != err.Error() {
-				m.logger.Error("rule evaluation failed", "alert", r.Name, "err", err)
-			}
-		} else if prev != nil {
-			m.logger.Info("rule evaluation recovered", "alert", r.Name)
+	counts := map[string]*[2]float64{}
+	for _, g := range m.groups {
+		if !g.due(ts) {
+			continue
 		}
-		out = append(out, tr...)
-		var pending, firing float64
-		for _, a := range r.active {
-			switch a.State {
-			case StatePending:
-				pending++
-			case StateFiring:
-				firing++
+		g.lastEval = ts
+		query := g.offsetQuery(m.eng.Query)
+		for _, gr := range g.Rules {
+			var err, prev error
+			if r := gr.Record; r != nil {
+				prev = r.LastError
+				if m.app == nil {
+					err = fmt.Errorf("recording rule %s: no store to record into", r.Record)
+					r.LastError = err
+				} else {
+					began := time.Now()
+					_, err = r.Eval(ctx, ts, query, m.app)
+					r.LastEvalDuration = time.Since(began)
+				}
+			} else {
+				r := gr.Alert
+				prev = r.LastError
+				var tr []Transition
+				began := time.Now()
+				tr, err = r.Eval(ctx, ts, query)
+				r.LastEvalDuration = time.Since(began)
+				out = append(out, tr...)
+				c := counts[r.Name]
+				if c == nil {
+					c = &[2]float64{}
+					counts[r.Name] = c
+				}
+				for _, a := range r.active {
+					switch a.State {
+					case StatePending:
+						c[0]++
+					case StateFiring:
+						c[1]++
+					}
+				}
+			}
+			if err != nil {
+				m.evalErrors.WithLabelValues(gr.Name()).Inc()
+				if prev == nil || prev.Error() != err.Error() {
+					m.logger.Error("rule evaluation failed", "rule", gr.Name(), "group", g.Name, "err", err)
+				}
+			} else if prev != nil {
+				m.logger.Info("rule evaluation recovered", "rule", gr.Name(), "group", g.Name)
 			}
 		}
-		m.alerts.WithLabelValues(r.Name, "pending").Set(pending)
-		m.alerts.WithLabelValues(r.Name, "firing").Set(firing)
+	}
+	for name, c := range counts {
+		m.alerts.WithLabelValues(name, "pending").Set(c[0])
+		m.alerts.WithLabelValues(name, "firing").Set(c[1])
 	}
 	m.evalSeconds.Observe(time.Since(start).Seconds())
 	return out
@@ -191,9 +241,12 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) []Transition {
 
 // RuleStatus is one rule as shown on /status.
 type RuleStatus struct {
-	Alert    string    `json:"alert"`
+	Alert string `json:"alert,omitempty"`
+	// Record is set for a recording rule (Alert is then empty).
+	Record   string    `json:"record,omitempty"`
+	Group    string    `json:"group,omitempty"`
 	Expr     string    `json:"expr"`
-	For      string    `json:"for"`
+	For      string    `json:"for,omitempty"`
 	Health   string    `json:"health"`
 	Error    string    `json:"error,omitempty"`
 	LastEval time.Time `json:"lastEvaluation,omitzero"`
@@ -211,33 +264,60 @@ type RuleStatus struct {
 func (m *Manager) Status() []RuleStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]RuleStatus, 0, len(m.rules))
-	for _, r := range m.rules {
-		rs := RuleStatus{Alert: r.Name, Expr: r.Expr, For: r.For.String(), Health: "ok", LastEval: r.LastEval, Active: r.Active(),
-			EvalSeconds: r.LastEvalDuration.Seconds(), Labels: r.Labels, Annotations: r.Annotations}
-		if r.KeepFiringFor > 0 {
-			rs.KeepFiringFor = r.KeepFiringFor.String()
+	var out []RuleStatus
+	for _, g := range m.groups {
+		for _, gr := range g.Rules {
+			var rs RuleStatus
+			var lastErr error
+			if r := gr.Alert; r != nil {
+				rs = RuleStatus{Alert: r.Name, Expr: r.Expr, For: r.For.String(), LastEval: r.LastEval, Active: r.Active(),
+					EvalSeconds: r.LastEvalDuration.Seconds(), Labels: r.Labels, Annotations: r.Annotations}
+				if r.KeepFiringFor > 0 {
+					rs.KeepFiringFor = r.KeepFiringFor.String()
+				}
+				lastErr = r.LastError
+			} else {
+				r := gr.Record
+				rs = RuleStatus{Record: r.Record, Expr: r.Expr, LastEval: r.LastEval, Active: []Alert{},
+					EvalSeconds: r.LastEvalDuration.Seconds(), Labels: r.Labels}
+				lastErr = r.LastError
+			}
+			rs.Group, rs.Health = g.Name, "ok"
+			if rs.LastEval.IsZero() {
+				rs.Health = "unknown"
+			}
+			if lastErr != nil {
+				rs.Health, rs.Error = "err", lastErr.Error()
+			}
+			out = append(out, rs)
 		}
-		if r.LastEval.IsZero() {
-			rs.Health = "unknown"
-		}
-		if r.LastError != nil {
-			rs.Health, rs.Error = "err", r.LastError.Error()
-		}
-		out = append(out, rs)
 	}
 	return out
 }
 
 // Firing returns every firing alert across rules.
 func (m *Manager) Firing() []Alert {
+	return m.alertsIn(StateFiring)
+}
+
+// Active returns every pending and firing alert across rules.
+func (m *Manager) Active() []Alert {
+	return m.alertsIn(StatePending, StateFiring)
+}
+
+func (m *Manager) alertsIn(states ...AlertState) []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Alert
-	for _, r := range m.rules {
-		for _, a := range r.Active() {
-			if a.State == StateFiring {
-				out = append(out, a)
+	for _, g := range m.groups {
+		for _, gr := range g.Rules {
+			if gr.Alert == nil {
+				continue
+			}
+			for _, a := range gr.Alert.Active() {
+				if slices.Contains(states, a.State) {
+					out = append(out, a)
+				}
 			}
 		}
 	}
