@@ -41,6 +41,10 @@ type Options struct {
 	Chunk  time.Duration
 	Pauses []Window
 	Logger *slog.Logger
+	// PerTick evaluates every rule with an instant query at every tick, as
+	// live medic does, instead of answering from range queries per chunk
+	// (the default; same results, a fraction of the cost).
+	PerTick bool
 }
 
 // Span is a period an alert instance spent in one state.
@@ -73,6 +77,8 @@ type Report struct {
 	// Elapsed is the wall time of the replay; FetchElapsed the part spent fetching.
 	Elapsed      time.Duration `json:"elapsedNanos"`
 	FetchElapsed time.Duration `json:"fetchElapsedNanos"`
+	// EvalElapsed is the part spent evaluating rules.
+	EvalElapsed time.Duration `json:"evalElapsedNanos"`
 	// Settles counts how often the engine's goroutines had to be waited for.
 	Settles int `json:"settles"`
 }
@@ -158,6 +164,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	timelines := map[string]*AlertTimeline{}
 	fetchStart := o.From.Add(-warmup)
 	ts := o.From
+	ah := newAhead()
+	query := ah.query(eng.Query)
+	if o.PerTick {
+		query = eng.Query
+	}
 	for chunkEnd := o.From; chunkEnd.Before(o.To); {
 		chunkEnd = chunkEnd.Add(o.Chunk)
 		if chunkEnd.After(o.To) {
@@ -179,11 +190,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.FetchElapsed += time.Since(f0)
 		fetchStart = chunkEnd
+		last := ts.Add(chunkEnd.Sub(ts) / step * step)
+		e0 := time.Now()
+		if !o.PerTick {
+			ah.compute(ctx, eng, st, mgr.Groups(), ts, last, step)
+		}
+		rep.EvalElapsed += time.Since(e0)
 		for ; !ts.After(chunkEnd); ts = ts.Add(step) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			for _, tr := range mgr.Eval(ctx, ts) {
+			e1 := time.Now()
+			trs := mgr.EvalWith(ctx, ts, query)
+			rep.EvalElapsed += time.Since(e1)
+			for _, tr := range trs {
 				track(timelines, tr)
 			}
 			sim.Step(ts, mgr.Firing())

@@ -55,6 +55,8 @@ type Sim struct {
 	retry  map[string]time.Duration
 	// Settles counts quiescence waits (a cost figure for benchmarks).
 	Settles int
+	idle    int // goroutines when no incident goroutine exists
+	buf     []byte
 }
 
 // simAction is what every action becomes in a simulation: it "runs"
@@ -130,6 +132,7 @@ func NewSim(o SimOptions) (*Sim, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.eng.Start(ctx)
+	s.idle, s.buf = runtime.NumGoroutine(), make([]byte, 1<<16)
 	return s, nil
 }
 
@@ -190,21 +193,29 @@ func (s *Sim) Close() {
 // closes make their receivers runnable synchronously, so this is exact,
 // not a guess with a timeout.
 func (s *Sim) settle() {
+	// No goroutine beyond those present when none was an incident's: nothing to wait for.
+	if runtime.NumGoroutine() <= s.idle {
+		return
+	}
 	s.Settles++
-	buf := make([]byte, 1<<16)
+	buf := s.buf
 	for spins := 0; ; spins++ {
 		n := runtime.Stack(buf, true)
 		if n == len(buf) {
 			buf = make([]byte, 2*len(buf))
+			s.buf = buf
 			continue
 		}
-		if quiescent(string(buf[:n])) {
+		if q, none := quiescent(string(buf[:n])); q {
+			if none {
+				s.idle = runtime.NumGoroutine()
+			}
 			return
 		}
-		if spins < 50 {
+		if spins < 10000 {
 			runtime.Gosched()
 		} else {
-			time.Sleep(50 * time.Microsecond)
+			time.Sleep(20 * time.Microsecond)
 		}
 	}
 }
@@ -213,17 +224,21 @@ func (s *Sim) settle() {
 // before they have started running).
 const incidentGoroutine = "created by github.com/medic-sidecar/medic/supervisor/remedy.(*Engine).Observe"
 
-func quiescent(dump string) bool {
+// quiescent reports whether every incident goroutine in dump is parked,
+// and whether there is none at all.
+func quiescent(dump string) (parked, none bool) {
+	none = true
 	for _, g := range strings.Split(dump, "\n\n") {
 		if !strings.Contains(g, incidentGoroutine) {
 			continue
 		}
+		none = false
 		head, _, _ := strings.Cut(g, "\n")
 		if !strings.Contains(head, "[select") || !strings.Contains(g, "supervisor/remedy.(*incident).wait(") {
-			return false
+			return false, false
 		}
 	}
-	return true
+	return true, none
 }
 
 // simClock is a clock the simulation moves by hand; it exposes when its

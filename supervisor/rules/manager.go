@@ -72,6 +72,26 @@ func (e *Engine) Query(ctx context.Context, qs string, t time.Time) (promql.Vect
 	}
 }
 
+// QueryRange runs a range query: the instant query's result at every
+// step from start to end, in one evaluation.
+func (e *Engine) QueryRange(ctx context.Context, qs string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	q, err := e.eng.NewRangeQuery(ctx, e.q, nil, qs, start, end, step)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	switch v := res.Value.(type) {
+	case promql.Matrix:
+		return v, nil
+	default:
+		return nil, fmt.Errorf("range query result is a %s, want a matrix", res.Value.Type())
+	}
+}
+
 // LongestRange returns the longest range (matrix selector, subquery plus
 // offsets) any of exprs reads, so the store can keep just enough history.
 func LongestRange(p parser.Parser, exprs ...string) time.Duration {
@@ -176,6 +196,12 @@ func (m *Manager) Collectors() []prometheus.Collector {
 // all alert transitions. Errors are logged once per change and counted;
 // other rules still run.
 func (m *Manager) Eval(ctx context.Context, ts time.Time) []Transition {
+	return m.EvalWith(ctx, ts, m.eng.Query)
+}
+
+// EvalWith is Eval with the rules' queries answered by query (replay
+// answers them from range queries evaluated ahead; see supervisor/replay).
+func (m *Manager) EvalWith(ctx context.Context, ts time.Time, query QueryFunc) []Transition {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	start := time.Now()
@@ -186,7 +212,7 @@ func (m *Manager) Eval(ctx context.Context, ts time.Time) []Transition {
 			continue
 		}
 		g.lastEval = ts
-		query := g.offsetQuery(m.eng.Query)
+		query := g.offsetQuery(query)
 		for _, gr := range g.Rules {
 			var err, prev error
 			if r := gr.Record; r != nil {
