@@ -513,6 +513,9 @@ func (a *api) rules(r *http.Request) result {
 		return result{data: map[string]any{"groups": []ruleGroup{}}}
 	}
 	for _, rs := range a.o.Rules() {
+		if rs.Record != "" {
+			continue // recording rules (ruleFiles) are not listed here yet
+		}
 		if len(names) > 0 && !slices.Contains(names, rs.Alert) {
 			continue
 		}
