@@ -55,7 +55,7 @@ type Sim struct {
 	retry  map[string]time.Duration
 	// Settles counts quiescence waits (a cost figure for benchmarks).
 	Settles int
-	idle    int // goroutines when no incident goroutine exists
+	idle    int // IncidentOpened events seen when no incident goroutine was left
 	buf     []byte
 }
 
@@ -72,12 +72,22 @@ func (a simAction) Run(_ context.Context, inc actions.Incident) (actions.Result,
 type recorder struct {
 	mu     sync.Mutex
 	events []remedy.Event
+	opened int
 }
 
 func (r *recorder) Record(ev remedy.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
+	if ev.Type == remedy.IncidentOpened {
+		r.opened++
+	}
 	r.mu.Unlock()
+}
+
+func (r *recorder) openedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opened
 }
 
 type pauser struct {
@@ -132,7 +142,7 @@ func NewSim(o SimOptions) (*Sim, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.eng.Start(ctx)
-	s.idle, s.buf = runtime.NumGoroutine(), make([]byte, 1<<16)
+	s.buf = make([]byte, 1<<16)
 	return s, nil
 }
 
@@ -193,8 +203,10 @@ func (s *Sim) Close() {
 // closes make their receivers runnable synchronously, so this is exact,
 // not a guess with a timeout.
 func (s *Sim) settle() {
-	// No goroutine beyond those present when none was an incident's: nothing to wait for.
-	if runtime.NumGoroutine() <= s.idle {
+	// Incident goroutines are only started with an IncidentOpened event:
+	// with none since the last check that found none, there is nothing to wait for.
+	opened := s.rec.openedCount()
+	if opened == s.idle {
 		return
 	}
 	s.Settles++
@@ -208,7 +220,7 @@ func (s *Sim) settle() {
 		}
 		if q, none := quiescent(string(buf[:n])); q {
 			if none {
-				s.idle = runtime.NumGoroutine()
+				s.idle = opened
 			}
 			return
 		}

@@ -2,6 +2,7 @@ package ruletest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,8 +48,8 @@ func TestExampleRuleFileMatchesConfig(t *testing.T) {
 		_, ann, _ := rules.LadderAnnotation(f.Annotations)
 		if f.Alert != r.Alert || f.Expr != r.Expr || time.Duration(f.For) != r.For.D() ||
 			strings.Join(rules.ParseLadder(ann), ",") != strings.Join(r.Remediate, ",") ||
-			len(f.Labels) != len(r.Labels) || f.Labels["severity"] != r.Labels["severity"] ||
-			f.Annotations["summary"] != r.Annotations["summary"] {
+			fmt.Sprint(f.Labels) != fmt.Sprint(r.Labels) || f.Annotations["summary"] != r.Annotations["summary"] ||
+			f.Annotations["description"] != r.Annotations["description"] {
 			t.Errorf("rule %d differs:\nfile:   %+v\nconfig: %+v", i, f.Rule, *r)
 		}
 	}
