@@ -35,7 +35,7 @@ func TestValidateWarnsAboutPrometheusOnlySelectors(t *testing.T) {
 	conf := filepath.Join(dir, "medic.yaml")
 	os.WriteFile(conf, []byte("stateDir: "+dir+"\nprobes:\n  - name: spire\n    tcp: {address: \"127.0.0.1:1\"}\nruleFiles: [r.yml]\n"), 0o600)
 	code, out, stderr := runCLI(context.Background(), "validate", "--config", conf)
-	if code != 0 || !strings.Contains(out, "valid (1 probes, 1 rules") {
+	if code != 0 || !strings.Contains(out, "valid (1 probe, 1 rule") {
 		t.Fatalf("exit %d\n%s%s", code, out, stderr)
 	}
 	for _, want := range []string{
