@@ -219,8 +219,8 @@ rules:
     expr: up
     annotations: {summary: "{{ $labels.instance "}
     labels: {team: "{{ end }}"}
-`, []string{`listen: "localhost" is not host:port`, "rules[0].annotations.summary: template: summary:1: unclosed action",
-			"rules[0].labels.team: template: team:1: unexpected {{end}}"}},
+`, []string{`listen: "localhost" is not host:port`, "rules[0].annotations.summary: template: __alert_A:1: unclosed action",
+			"rules[0].labels.team: template: __alert_A:1: unexpected {{end}}"}},
 		{"unset env var", "stateDir: ${MEDIC_TEST_SURELY_UNSET}\n", []string{"stateDir: environment variable MEDIC_TEST_SURELY_UNSET is not set"}},
 	}
 	for _, tc := range cases {
