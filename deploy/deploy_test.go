@@ -121,7 +121,7 @@ func TestOverlaysGiveMedicWhatItNeedsAndNoMore(t *testing.T) {
 					env[e.Name] = e.ValueFrom.FieldRef.FieldPath
 				}
 			}
-			want := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "NODE_NAME": "spec.nodeName"}
+			want := map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "NODE_NAME": "spec.nodeName", "POD_UID": "metadata.uid"}
 			for k, v := range want {
 				if env[k] != v {
 					t.Errorf("env %s = %q, want fieldRef %s", k, env[k], v)
