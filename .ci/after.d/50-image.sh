@@ -3,8 +3,8 @@
 # digests (and tarballs) must be equal; then Debian's containerd imports it
 # (ctr, platform set) and runs /medic in it (no shell in the image).
 # internal/tools/mkimage's tests cover the image assembly; the Go toolchain
-# makes the -trimpath binary itself reproducible (a build with an empty
-# GOCACHE gave the same digest: docs/install.md).
+# makes the -trimpath binary itself reproducible (not re-checked here with an
+# empty GOCACHE: a second full compile).
 # Cold cost: one CGO_ENABLED=0 build of medic (~2-4 min on 2 cores; the
 # second build is cached), apt containerd + runc (~15 s).
 set -euo pipefail
