@@ -68,7 +68,7 @@ rules:
       summary: "SPIRE agent node-1 has not synced with its server in 5m"
     remediate: [restart-agent]
   - alert: SyncRatioUndefined
-    expr: vector(0.5) # NANTEMP
+    expr: vector(0/0)
     for: 1h
     annotations: {summary: "no syncs attempted (ratio 0/0)"}
   - alert: BrokenRule
@@ -108,8 +108,7 @@ rules:
 		for _, inc := range s.Status().Incidents {
 			exhausted = exhausted || inc.Alert == "SVIDExpiringSoon" && fmt.Sprint(inc.State) == "exhausted"
 			n := len(inc.Attempts)
-			held = held || inc.Alert == "SPIREAgentNotSyncing" &&
-				(fmt.Sprint(inc.State) == "held" || n > 0 && inc.Attempts[n-1].Result == "suppressed")
+			held = held || inc.Alert == "SPIREAgentNotSyncing" && fmt.Sprint(inc.State) == "held" && n > 0
 		}
 		return exhausted && held
 	})
@@ -175,15 +174,16 @@ func TestStatusPageInChromium(t *testing.T) {
 	text := domText(dom)
 	for _, want := range []string{
 		// The banner.
-		"2 firing", "1 pending", "1 exhausted", "1 probes down", "1 rule errors", "paused: no", "dry run: no",
+		"2 firing", "1 pending", "1 held", "1 exhausted", "1 probes down", "1 rule errors", "paused: no", "dry run: no",
 		// Why the alerts fire: annotations (templated), labels, value, since when (absolute and relative).
 		"The agent's SVID expires in 0.25 h", "Renewal failed; workloads lose their identity when it expires.",
 		`spiffe_id="spiffe://example.org/agent"`, `severity="page"`,
 		"SPIRE agent node-1 has not synced with its server in 5m",
 		"2026-12-01 12:00:00.000Z 12 s ago",
-		"no syncs attempted (ratio 0/0)",
+		// A NaN value renders.
+		"no syncs attempted (ratio 0/0)", "NaN",
 		// What medic waits for and when it acts next.
-		"waiting on precondition", "step 1 of 1 (restart-agent)",
+		"waiting on precondition", "step 1 of 1 (restart-agent), attempt 1/2", "next attempt 2026-12-01 12:00:", "(if the guard allows it then)",
 		"none: every step was tried; medic waits for the alert to resolve",
 		// Probes say why they are down, and since when.
 		"connection refused", "failing since 2026-12-01 12:00:00.000Z",
