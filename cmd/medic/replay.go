@@ -17,7 +17,8 @@ import (
 )
 
 func init() {
-	commands["replay"] = command{summary: "replay recorded data from Prometheus: what would medic have done?", run: cmdReplay}
+	commands["replay"] = command{summary: "replay recorded data from Prometheus: what would medic have done?", run: cmdReplay,
+		examples: "medic replay --config medic.yaml --prometheus http://prometheus:9090 --from now-7d --to now\nmedic replay --config medic.yaml --prometheus http://prometheus:9090 --from now-1d --to now --report replay.html"}
 }
 
 type listFlag []string

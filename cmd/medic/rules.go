@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/rules"
@@ -38,12 +39,18 @@ func countRules(c *config.Config) int {
 }
 
 func init() {
-	commands["test"] = command{summary: "test rules FILE...: run rule unit tests (promtool's format)", run: cmdTest}
+	commands["test"] = command{summary: "test rules FILE...: run rule unit tests (promtool's format)", run: cmdTest,
+		examples: "medic test rules examples/rules/spire-agent.test.yml\nmedic test rules examples/rules/*.test.yml"}
 }
 
 // cmdTest runs `medic test rules FILE...`: exit 0 all passed, 1 a test
 // failed, 2 bad usage.
 func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && wantsHelp(args[:1]) {
+		// run hands stdout as stderr when help is asked for.
+		fmt.Fprintf(stderr, "usage: medic test rules FILE...\n\nexamples:\n  %s\n", strings.ReplaceAll(commands["test"].examples, "\n", "\n  "))
+		return nil
+	}
 	if len(args) == 0 || args[0] != "rules" {
 		fmt.Fprintln(stderr, "usage: medic test rules FILE...")
 		return errUsage
