@@ -564,11 +564,12 @@ func TestSpireValuesFitTheAgentPod(t *testing.T) {
 	}
 	listenPort := strings.TrimPrefix(cfg.Listen, "127.0.0.1:")
 	// A node port only for metricsListen (read-only), named medic-metrics
-	// for the PodMonitor; none without it.
+	// for the PodMonitor (deploy/monitoring) and fleet attribution, clear
+	// of the agent's 9982 and 9988.
 	if ml := metricsListen(t, cfgText); ml == "" {
-		if len(medic.Ports) != 0 {
-			t.Errorf("medic declares ports %+v but its config has no metricsListen", medic.Ports)
-		}
+		t.Errorf("files/spire-agent.yaml has no metricsListen: the cluster Prometheus cannot scrape medic in the SPIRE pod")
+	} else if strings.HasSuffix(ml, ":9982") || strings.HasSuffix(ml, ":9988") || strings.HasSuffix(ml, ":"+listenPort) {
+		t.Errorf("metricsListen %q clashes with the agent's ports or listen", ml)
 	} else if len(medic.Ports) != 1 || medic.Ports[0].Name != "medic-metrics" || !strings.HasSuffix(ml, fmt.Sprintf(":%d", medic.Ports[0].ContainerPort)) {
 		t.Errorf("medic's ports %+v vs metricsListen %q", medic.Ports, ml)
 	}
