@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
-	"github.com/medic-sidecar/medic/internal/peers/workloadapi"
+	"github.com/medic-sidecar/medic/internal/testpeers/workloadapi"
 	"github.com/medic-sidecar/medic/supervisor"
 	"github.com/medic-sidecar/medic/supervisor/config"
 )

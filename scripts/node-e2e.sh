@@ -203,7 +203,7 @@ setup() {
 	# any binaries at any paths); medic's image from scripts/image.sh.
 	t=$(now)
 	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$STATE/bin/" \
-		./internal/peers/spireagent/cmd/spire-agent ./internal/peers/relay/cmd/relay \
+		./internal/demo/spireagent/cmd/spire-agent ./internal/testpeers/relay/cmd/relay \
 		./internal/nodee2e/cmd/pause ./internal/nodee2e/cmd/mkimage)
 	local mk="$STATE/bin/mkimage"
 	"$mk" -o "$STATE/images/pause.tar" -tag "$PAUSE_IMAGE" -user 65535:65535 "$STATE/bin/pause=/pause"

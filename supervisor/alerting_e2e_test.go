@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/peers/alertmanager"
+	"github.com/medic-sidecar/medic/internal/testpeers/alertmanager"
 	"github.com/medic-sidecar/medic/supervisor"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/rules"

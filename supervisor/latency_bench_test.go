@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
 	"github.com/medic-sidecar/medic/supervisor"
 	_ "github.com/medic-sidecar/medic/supervisor/builtin"
 	"github.com/medic-sidecar/medic/supervisor/config"

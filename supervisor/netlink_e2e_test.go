@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/peers/relay"
 	"github.com/medic-sidecar/medic/internal/sockdiag"
+	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 	"github.com/medic-sidecar/medic/supervisor"
 	_ "github.com/medic-sidecar/medic/supervisor/builtin"
 	"github.com/medic-sidecar/medic/supervisor/config"

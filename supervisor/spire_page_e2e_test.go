@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/peers/alertmanager"
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
-	"github.com/medic-sidecar/medic/internal/peers/workloadapi"
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
+	"github.com/medic-sidecar/medic/internal/testpeers/alertmanager"
+	"github.com/medic-sidecar/medic/internal/testpeers/workloadapi"
 	"github.com/medic-sidecar/medic/supervisor"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/remedy"

@@ -1,5 +1,5 @@
 # Alerting (issue 8): the real Alertmanager for the notification e2e tests
-# (supervisor, internal/peers/alertmanager) and promtool for the
+# (supervisor, internal/testpeers/alertmanager) and promtool for the
 # PrometheusRule unit tests (deploy). Debian packages; the tests fail rather
 # than skip when these are missing.
 apt_install prometheus prometheus-alertmanager

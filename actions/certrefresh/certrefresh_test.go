@@ -24,7 +24,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
-	wl "github.com/medic-sidecar/medic/internal/peers/workloadapi"
+	wl "github.com/medic-sidecar/medic/internal/testpeers/workloadapi"
 )
 
 // The consumer is this test binary re-run with MEDIC_FAKE_CONSUMER set to

@@ -17,7 +17,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
 	"github.com/medic-sidecar/medic/supervisor"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/remedy"

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
 	"github.com/medic-sidecar/medic/internal/kubetest"
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
 )
 
 // These tests drive `medic run` exactly as a user does (config file,

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
 	_ "github.com/medic-sidecar/medic/supervisor/builtin"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/remedy"

@@ -2,8 +2,8 @@
 // the certificates a workload holds, read from PEM files or fetched from
 // the SPIFFE Workload API. The SPIRE agent exports no SVID-expiry metric,
 // so this is where certificate expiry and missed rotation are seen
-// (peers/spire-agent.md: an agent whose own SVID expires while it cannot
-// rotate exits, and restart does not cure it).
+// (a real SPIRE agent whose own SVID expires while it cannot rotate exits,
+// and restart does not cure it; docs/probes.md).
 //
 //	probes:
 //	  - name: svid

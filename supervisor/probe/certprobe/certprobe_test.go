@@ -14,7 +14,7 @@ import (
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
-	wl "github.com/medic-sidecar/medic/internal/peers/workloadapi"
+	wl "github.com/medic-sidecar/medic/internal/testpeers/workloadapi"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probetest"
 )

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/internal/peers/relay"
+	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 	"github.com/medic-sidecar/medic/supervisor"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/remedy"

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/internal/peers/faultproxy"
-	"github.com/medic-sidecar/medic/internal/peers/relay"
 	"github.com/medic-sidecar/medic/internal/relayapi"
+	"github.com/medic-sidecar/medic/internal/testpeers/faultproxy"
+	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -21,7 +21,7 @@ import (
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/internal/peers/relay"
+	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/store"
 )

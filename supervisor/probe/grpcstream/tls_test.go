@@ -16,7 +16,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/internal/peers/relay"
+	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 )
 
 // testPKI is an in-memory CA with a server and a client certificate,

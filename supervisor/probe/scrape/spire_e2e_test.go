@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/clock"
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
 )
 
 // TestSPIREAgentOutage scrapes the SPIRE-like peer through an upstream

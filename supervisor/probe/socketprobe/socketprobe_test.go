@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
-	"github.com/medic-sidecar/medic/internal/peers/workloadapi"
+	"github.com/medic-sidecar/medic/internal/testpeers/workloadapi"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probetest"
 )

@@ -2,8 +2,10 @@
 // medic sees it: the real agent's /metrics page (embedded from a real
 // scrape) with live sync counters, and the /live and /ready endpoints.
 //
-// The SPIRE modules cannot be fetched here, so this reproduces the facts in
-// shared/peers/spire-agent.md:
+// It reproduces what the public spiffe/spire source (v1.15/1.16-dev) does and
+// what a real spire-server + spire-agent pair showed on loopback through a
+// server outage and recovery (the SPIRE Go modules are not available to this
+// module, so the real agent cannot be linked into tests):
 //
 //   - spire_agent_manager_sync_fetch_entries_updates{host,status} is a
 //     counter (no _total suffix) that gains 1 per sync attempt, status being

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/peers/spireagent"
+	"github.com/medic-sidecar/medic/internal/demo/spireagent"
 )
 
 func main() {

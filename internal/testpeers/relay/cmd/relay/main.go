@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/medic-sidecar/medic/internal/peers/relay"
+	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 )
 
 func main() {

@@ -6,8 +6,8 @@ import (
 )
 
 // realPage is /metrics of a real spire-agent (1.16.0-dev, join-token
-// attestation, one registration entry) after 69 successful syncs; see
-// shared/peers/spire-agent.md. The peer serves it as a template: the sync
+// attestation, one registration entry) after 69 successful syncs, kept as
+// scraped in testdata/metrics-healthy.txt. The peer serves it as a template: the sync
 // series and the uptime are cut out and rendered live.
 //
 //go:embed testdata/metrics-healthy.txt
