@@ -97,7 +97,7 @@ func TestSPIREExamplePagesWithinBudget(t *testing.T) {
 	// Healthy first: the server reachable, the Workload API serving.
 	waitProbes(t, sup, map[string]float64{"spire-server": 1, "workload-api": 1, "spire": 1}, 30*time.Second)
 	time.Sleep(6 * time.Second) // a few evaluations while healthy
-	requires := c.Actions["restart-agent"].Requires
+	requires := c.Actions["restart-agent"].Requires[0].Expr
 	if v := queryAPI(t, sup.Addr(), requires); v == "[]" {
 		t.Fatalf("restart-agent's precondition %q does not hold while the server is reachable", requires)
 	}

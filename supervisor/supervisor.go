@@ -178,7 +178,7 @@ func New(o Options) (*Supervisor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("action %s: %w", name, err)
 		}
-		st := &remedy.Step{Name: name, Kind: ac.Kind, Action: a, Backoff: ac.Backoff, Verify: ac.Verify.D(), Requires: ac.Requires}
+		st := &remedy.Step{Name: name, Kind: ac.Kind, Action: a, Backoff: ac.Backoff, Verify: ac.Verify.D(), Requires: ac.Requires.Remedy()}
 		if st.Output, err = remedy.NewOutputPolicy(ac.Output, ac.Redact); err != nil {
 			return nil, fmt.Errorf("action %s: %w", name, err)
 		}
@@ -492,12 +492,15 @@ func restoreGrace(c *config.Config) time.Duration {
 	return longest + 3*c.EvaluationInterval.D()
 }
 
-func (s *Supervisor) precondition(ctx context.Context, expr string, now time.Time) (bool, error) {
-	v, err := s.engine.Query(ctx, expr, now)
-	if err != nil {
-		return false, err
+func (s *Supervisor) precondition(ctx context.Context, r remedy.Requirement, now time.Time) (bool, string, error) {
+	if r.Source != "" {
+		return false, "", fmt.Errorf("unknown source %q", r.Source)
 	}
-	return len(v) > 0, nil
+	v, err := s.engine.Query(ctx, r.Expr, now)
+	if err != nil {
+		return false, "", err
+	}
+	return len(v) > 0, "", nil
 }
 
 func (s *Supervisor) healthy() (bool, string) {

@@ -22,8 +22,12 @@ func ruleWarnings(c *config.Config) []string {
 	}
 	extra := map[string]string{}
 	for n, a := range c.Actions {
-		if a.Requires != "" {
-			extra["actions."+n+".requires"] = a.Requires
+		for i, e := range a.Requires.Local() {
+			k := "actions." + n + ".requires"
+			if i > 0 {
+				k += fmt.Sprintf("[%d]", i)
+			}
+			extra[k] = e
 		}
 	}
 	return rules.Lint(c.RuleGroups(), extra, probes)

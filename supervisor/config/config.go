@@ -98,9 +98,10 @@ type Action struct {
 	Verify cfg.Duration `yaml:"verify" json:"verify"`
 	// Budget caps runs of this action per window, across incidents and restarts.
 	Budget *Budget `yaml:"budget" json:"budget,omitempty"`
-	// Requires is a PromQL precondition: the step runs only while it
-	// returns a non-empty result; otherwise the ladder waits.
-	Requires string `yaml:"requires" json:"requires,omitempty"`
+	// Requires are PromQL preconditions (local, or on a named source):
+	// the step runs only while each returns a non-empty result; otherwise
+	// the ladder waits. See Requirements for the accepted forms.
+	Requires Requirements `yaml:"requires" json:"requires,omitempty"`
 	// Fleet bounds the action across every medic instance in the
 	// namespace (Kubernetes Leases); ignored outside Kubernetes.
 	Fleet *Fleet `yaml:"fleet" json:"fleet,omitempty"`
@@ -628,11 +629,7 @@ func (c *Config) validate(refs bool) error {
 				add(path+".fleet.onAPIError", "must be %q or %q, not %q", FleetWait, FleetProceed, f.OnAPIError)
 			}
 		}
-		if a.Requires != "" {
-			if err := checkExpr(a.Requires); err != nil {
-				add(path+".requires", "%v", err)
-			}
-		}
+		errs = append(errs, a.Requires.validate(path+".requires", c.sourceNames())...)
 		// Kinds that act on a probe (reconnect probe:) name it; check it exists.
 		if pr, ok := a.Spec.(interface{ ProbeRefs() []string }); ok {
 			for _, ref := range pr.ProbeRefs() {

@@ -1,12 +1,16 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/supervisor/probe"
+	"github.com/medic-sidecar/medic/supervisor/remedy"
 
 	_ "github.com/medic-sidecar/medic/actions/exec"
 )
@@ -151,6 +155,37 @@ actions:
 			"actions.a.backoff.attempts: must be at least 1", "actions.a.backoff.jitter: invalid percentage",
 			"actions.a.verify: invalid duration", "actions.a.budget.max: must be at least 1",
 			"actions.a.budget.window: must be greater than 0", "actions.a.requires: invalid PromQL"}},
+		{"requires problems", `
+actions:
+  a:
+    exec: {command: [x]}
+    requires:
+      - 'up == 1'
+      - {expr: 'up ===', source: nowhere, onError: later, reason: because}
+      - {source: fleet}
+  c:
+    exec: {command: [x]}
+    requires: 'up[5m]'
+`, []string{
+			"actions.a.requires[1].expr: invalid PromQL", `actions.a.requires[1].source: no source named "nowhere" in sources:`,
+			`actions.a.requires[1].onError: must be "hold" or "proceed", not "later"`,
+			`actions.a.requires[1].reason: must be "precondition" or "fleet-outage", not "because"`,
+			"actions.a.requires[2].expr: is required",
+			"actions.c.requires: expression must return an instant vector or scalar"}},
+		{"requires decoding", `
+actions:
+  a:
+    exec: {command: [x]}
+    requires:
+      - 'up == 1'
+      - {exr: up}
+      - [up]
+  b:
+    exec: {command: [x]}
+    requires: {expr: up, onErorr: hold}
+`, []string{
+			"actions.a.requires[1].exr: unknown field",
+			"actions.a.requires[2]: expected an expression or a mapping", "actions.b.requires.onErorr: unknown field"}},
 		{"two kinds in one action", "actions:\n  a:\n    exec: {command: [x]}\n    testprobe: {}\n", []string{
 			"actions.a.testprobe: unknown field"}},
 		{"no kind", "actions:\n  a:\n    verify: 1s\n", []string{"actions.a: no action kind given"}},
@@ -248,6 +283,51 @@ rules:
 				}
 			}
 		})
+	}
+}
+
+// requires: takes a string (the local store), a mapping or a list of
+// either, and marshals back in the form it was written when it is one
+// plain local expression.
+func TestRequiresForms(t *testing.T) {
+	c, err := Parse([]byte(`
+actions:
+  s:
+    exec: {command: [x]}
+    requires: 'medic_probe_up == 1'
+  m:
+    exec: {command: [x]}
+    requires: {expr: 'up == 1', onError: proceed}
+  l:
+    exec: {command: [x]}
+    requires:
+      - 'medic_probe_up == 1'
+      - {expr: 'vector(0) < 0.3', reason: fleet-outage}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]remedy.Requirement{
+		"s": {{Expr: "medic_probe_up == 1", OnError: remedy.OnErrorHold, Reason: remedy.ReasonPrecondition}},
+		"m": {{Expr: "up == 1", OnError: remedy.OnErrorProceed, Reason: remedy.ReasonPrecondition}},
+		"l": {{Expr: "medic_probe_up == 1", OnError: remedy.OnErrorHold, Reason: remedy.ReasonPrecondition},
+			{Expr: "vector(0) < 0.3", OnError: remedy.OnErrorHold, Reason: remedy.ReasonFleetOutage}},
+	}
+	for n, w := range want {
+		if got := c.Actions[n].Requires.Remedy(); !reflect.DeepEqual(got, w) {
+			t.Errorf("%s: got %+v, want %+v", n, got, w)
+		}
+	}
+	js, err := json.Marshal(c.Actions["s"].Requires)
+	if err != nil || string(js) != `"medic_probe_up == 1"` {
+		t.Errorf("string form marshals as %s (%v), want the string", js, err)
+	}
+	js, _ = json.Marshal(c.Actions["m"].Requires)
+	if string(js) != `[{"expr":"up == 1","onError":"proceed"}]` {
+		t.Errorf("mapping form marshals as %s", js)
+	}
+	if got := c.AllExprs(); !slices.Contains(got, "medic_probe_up == 1") || !slices.Contains(got, "vector(0) < 0.3") {
+		t.Errorf("AllExprs misses local requirements: %q", got)
 	}
 }
 

@@ -202,9 +202,7 @@ func (c *Config) AllExprs() []string {
 		}
 	}
 	for _, n := range sortedKeys(c.Actions) {
-		if a := c.Actions[n].Requires; a != "" {
-			out = append(out, a)
-		}
+		out = append(out, c.Actions[n].Requires.Local()...)
 	}
 	return out
 }

@@ -57,6 +57,10 @@ const (
 	ReasonPrecondition = "precondition"
 	ReasonConcurrency  = "concurrency"
 	ReasonFleet        = "fleet"
+	// ReasonFleetOutage: a requirement with this reason (the fleet share
+	// guard) is not met: too much of the fleet fires the same alert, so
+	// the fault is upstream and a local action would not help.
+	ReasonFleetOutage = "fleet-outage"
 	// ReasonState: medic could not durably record the attempt (its budget
 	// run in budgets.json, or its start in the audit log), so it did not
 	// act; it tries again every Recheck.
@@ -75,13 +79,15 @@ const (
 
 // Step is one configured action with its policy.
 type Step struct {
-	Name     string
-	Kind     string
-	Action   actions.Action
-	Backoff  actions.BackoffConfig
-	Verify   time.Duration
-	Budget   *Budget
-	Requires string
+	Name    string
+	Kind    string
+	Action  actions.Action
+	Backoff actions.BackoffConfig
+	Verify  time.Duration
+	Budget  *Budget
+	// Requires are the step's preconditions; all must hold before an
+	// attempt (actions.<name>.requires).
+	Requires []Requirement
 	// Fleet, when set and Options.Fleet is not nil, bounds the action
 	// across every medic instance (actions.<name>.fleet).
 	Fleet *FleetLimit
@@ -113,8 +119,50 @@ type Alert struct {
 	RetryExhaustedAfter time.Duration
 }
 
-// PreconditionFunc evaluates a step's requires: expression at now.
-type PreconditionFunc func(ctx context.Context, expr string, now time.Time) (bool, error)
+// OnError is what a step does when its requirement cannot be evaluated.
+type OnError string
+
+// OnError values.
+const (
+	// OnErrorHold (the default): wait, as if the requirement were not met.
+	OnErrorHold OnError = "hold"
+	// OnErrorProceed: go on as if the requirement held.
+	OnErrorProceed OnError = "proceed"
+)
+
+// Requirement is one precondition of a step: a PromQL expression that
+// must return a non-empty result, evaluated against the local store
+// (Source "") or a named remote source.
+type Requirement struct {
+	Expr   string
+	Source string
+	// OnError: "" is OnErrorHold.
+	OnError OnError
+	// Reason is the suppression reason when the requirement is not met
+	// (or cannot be evaluated and OnError holds); "" is ReasonPrecondition.
+	Reason string
+}
+
+// SuppressReason returns r's suppression reason.
+func (r Requirement) SuppressReason() string {
+	if r.Reason == "" {
+		return ReasonPrecondition
+	}
+	return r.Reason
+}
+
+// String describes r for messages: the expression, and its source if remote.
+func (r Requirement) String() string {
+	if r.Source == "" {
+		return fmt.Sprintf("%q", r.Expr)
+	}
+	return fmt.Sprintf("%q (source %s)", r.Expr, r.Source)
+}
+
+// PreconditionFunc evaluates one requirement at now: ok reports whether it
+// holds; detail, when not empty, says what it saw (e.g. "31 of 50 peers
+// fire SPIREAgentNotSyncing"); err means it could not be evaluated.
+type PreconditionFunc func(ctx context.Context, r Requirement, now time.Time) (ok bool, detail string, err error)
 
 // Options configures an Engine.
 type Options struct {
@@ -625,14 +673,8 @@ func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAtte
 				break
 			}
 		}
-		if reason == "" && st.Requires != "" && e.o.Precondition != nil {
-			ok, err := e.o.Precondition(ctx, st.Requires, now)
-			switch {
-			case err != nil:
-				reason, msg = ReasonPrecondition, fmt.Sprintf("precondition %q could not be evaluated: %v; waiting", st.Requires, err)
-			case !ok:
-				reason, msg = ReasonPrecondition, fmt.Sprintf("precondition %q not met; waiting", st.Requires)
-			}
+		if reason == "" {
+			reason, msg = inc.checkRequires(ctx, st, now)
 		}
 		if reason == "" {
 			sem := e.sems[st.Name]
@@ -669,6 +711,31 @@ func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAtte
 			return nil, guardStop
 		}
 	}
+}
+
+// checkRequires evaluates st's requirements in order and returns the
+// suppression reason and message of the first that holds the step back
+// ("" when all hold).
+func (inc *incident) checkRequires(ctx context.Context, st *Step, now time.Time) (reason, msg string) {
+	e := inc.e
+	if e.o.Precondition == nil {
+		return "", ""
+	}
+	for _, r := range st.Requires {
+		ok, detail, err := e.o.Precondition(ctx, r, now)
+		switch {
+		case err != nil && r.OnError == OnErrorProceed:
+			e.o.Logger.Warn("precondition could not be evaluated; proceeding (onError: proceed)",
+				"action", st.Name, "expr", r.Expr, "source", r.Source, "err", err)
+		case err != nil:
+			return r.SuppressReason(), fmt.Sprintf("precondition %s could not be evaluated: %v; waiting", r, err)
+		case !ok && detail != "":
+			return r.SuppressReason(), fmt.Sprintf("precondition %s not met: %s; waiting", r, detail)
+		case !ok:
+			return r.SuppressReason(), fmt.Sprintf("precondition %s not met; waiting", r)
+		}
+	}
+	return "", ""
 }
 
 // acquireFleet takes a fleet slot for st when it has a fleet limit and
@@ -958,7 +1025,7 @@ type IncidentView struct {
 	Attempt     int `json:"attempt,omitempty"`
 	MaxAttempts int `json:"maxAttempts,omitempty"`
 	// HeldReason is the guard the next attempt waits on (state held):
-	// paused | precondition | concurrency | fleet | state; HeldMessage says more.
+	// paused | precondition | concurrency | fleet | fleet-outage | state; HeldMessage says more.
 	HeldReason  string `json:"heldReason,omitempty"`
 	HeldMessage string `json:"heldMessage,omitempty"`
 	// NextAttemptAt is when the next attempt is due: the end of a backoff

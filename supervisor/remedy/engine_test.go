@@ -316,10 +316,12 @@ func TestPreconditionHoldsTheLadder(t *testing.T) {
 	act := &funcAction{}
 	var reachable atomic.Bool
 	f := newFixture(t, Options{
-		Precondition: func(ctx context.Context, expr string, now time.Time) (bool, error) { return reachable.Load(), nil },
+		Precondition: func(ctx context.Context, r Requirement, now time.Time) (bool, string, error) {
+			return reachable.Load(), "", nil
+		},
 		Steps: map[string]*Step{
 			"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second,
-				Requires: `medic_probe_up{probe="spire-server"} == 1`},
+				Requires: []Requirement{{Expr: `medic_probe_up{probe="spire-server"} == 1`}}},
 		}})
 	f.fire("restart")
 	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition {
@@ -337,9 +339,124 @@ func TestPreconditionHoldsTheLadder(t *testing.T) {
 	reachable.Store(true)
 	f.advance(1, 5*time.Second)
 	f.rec.next(t, RemediationStarted)
+	f.clk.BlockUntil(1, 5*time.Second) // the attempt ran and is being verified
 	if act.calls.Load() != 1 {
 		t.Fatalf("calls %d", act.calls.Load())
 	}
+}
+
+// requirementsFixture runs a one-step ladder whose requirements are
+// answered by answer (by expression), for the requirement tests.
+func requirementsFixture(t *testing.T, reqs []Requirement, answer func(r Requirement) (bool, string, error)) (*fixture, *funcAction) {
+	t.Helper()
+	act := &funcAction{}
+	f := newFixture(t, Options{
+		Precondition: func(ctx context.Context, r Requirement, now time.Time) (bool, string, error) { return answer(r) },
+		Steps: map[string]*Step{
+			"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second, Requires: reqs},
+		}})
+	return f, act
+}
+
+func TestRequirementErrorHoldsByDefault(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	f, act := requirementsFixture(t, []Requirement{{Expr: "up", Source: "fleet"}}, func(r Requirement) (bool, string, error) {
+		if broken.Load() {
+			return false, "", errors.New("connection refused")
+		}
+		return true, "", nil
+	})
+	f.fire("restart")
+	ev := f.rec.next(t, RemediationSuppress)
+	if ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, "could not be evaluated: connection refused") ||
+		!strings.Contains(ev.Message, "source fleet") {
+		t.Fatalf("want a precondition hold saying it could not be evaluated, got %+v", ev)
+	}
+	f.advance(1, 5*time.Second)
+	f.advance(1, 5*time.Second)
+	if act.calls.Load() != 0 {
+		t.Fatal("restart ran while its requirement could not be evaluated (onError: hold)")
+	}
+	if inc := f.incident(); inc.State != StateHeld || inc.HeldReason != ReasonPrecondition {
+		t.Fatalf("not held: %s %q", inc.State, inc.HeldReason)
+	}
+	broken.Store(false)
+	f.advance(1, 5*time.Second)
+	f.rec.next(t, RemediationStarted)
+}
+
+func TestRequirementErrorProceeds(t *testing.T) {
+	f, act := requirementsFixture(t, []Requirement{{Expr: "up", Source: "fleet", OnError: OnErrorProceed}},
+		func(r Requirement) (bool, string, error) { return false, "", errors.New("timeout") })
+	f.fire("restart")
+	f.rec.next(t, RemediationStarted)
+	f.clk.BlockUntil(1, 5*time.Second) // the attempt ran and is being verified
+	if act.calls.Load() != 1 {
+		t.Fatalf("calls %d, want 1 (onError: proceed)", act.calls.Load())
+	}
+	if got := f.rec.types(); countOf(got, "RemediationSuppressed(precondition)") != 0 {
+		t.Fatalf("suppressed although onError is proceed: %v", got)
+	}
+}
+
+func TestFleetOutageRequirement(t *testing.T) {
+	var share atomic.Int64
+	share.Store(31)
+	reqs := []Requirement{
+		{Expr: `medic_probe_up{probe="spire-server"} == 1`},
+		{Expr: `share < 0.3`, Source: "fleet", Reason: ReasonFleetOutage},
+	}
+	f, act := requirementsFixture(t, reqs, func(r Requirement) (bool, string, error) {
+		if r.Source == "" {
+			return true, "", nil
+		}
+		n := share.Load()
+		return n < 15, fmt.Sprintf("%d of 50 peers fire SPIREAgentNotSyncing", n), nil
+	})
+	f.fire("restart")
+	ev := f.rec.next(t, RemediationSuppress)
+	if ev.Reason != ReasonFleetOutage || !strings.Contains(ev.Message, "not met: 31 of 50 peers fire SPIREAgentNotSyncing") {
+		t.Fatalf("want a fleet-outage hold with the detail, got %+v", ev)
+	}
+	share.Store(40) // a new count is not recorded again: one record per reason
+	f.advance(1, 5*time.Second)
+	f.advance(1, 5*time.Second)
+	if act.calls.Load() != 0 {
+		t.Fatal("restart ran during a fleet outage")
+	}
+	if got := f.rec.types(); countOf(got, "RemediationSuppressed(fleet-outage)") != 1 {
+		t.Fatalf("fleet-outage recorded %d times: %v", countOf(got, "RemediationSuppressed(fleet-outage)"), got)
+	}
+	inc := f.incident()
+	if inc.State != StateHeld || inc.HeldReason != ReasonFleetOutage || !strings.Contains(inc.HeldMessage, "40 of 50") {
+		t.Fatalf("not held on fleet-outage with the current count: %s %q %q", inc.State, inc.HeldReason, inc.HeldMessage)
+	}
+	share.Store(2)
+	f.advance(1, 5*time.Second)
+	f.rec.next(t, RemediationStarted)
+}
+
+func TestEveryRequirementMustHold(t *testing.T) {
+	var local atomic.Bool
+	f, act := requirementsFixture(t, []Requirement{{Expr: "a"}, {Expr: "b", Source: "fleet"}},
+		func(r Requirement) (bool, string, error) {
+			if r.Expr == "a" {
+				return local.Load(), "", nil
+			}
+			return true, "", nil
+		})
+	f.fire("restart")
+	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, `"a"`) {
+		t.Fatalf("want the first requirement to hold it, got %+v", ev)
+	}
+	f.advance(1, 5*time.Second)
+	if act.calls.Load() != 0 {
+		t.Fatal("ran while one of two requirements was unmet")
+	}
+	local.Store(true)
+	f.advance(1, 5*time.Second)
+	f.rec.next(t, RemediationStarted)
 }
 
 func TestBudgetIsPersistedAndStopsTheFourthRun(t *testing.T) {

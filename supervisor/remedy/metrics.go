@@ -27,7 +27,7 @@ func NewMetrics() *Metrics {
 		}, []string{"action", "result"}),
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "medic_remediations_suppressed_total",
-			Help: "Remediation attempts held back by a guard, by action and reason (dryRun, paused, budget, precondition, concurrency, fleet, state).",
+			Help: "Remediation attempts held back by a guard, by action and reason (dryRun, paused, budget, precondition, concurrency, fleet, fleet-outage, state).",
 		}, []string{"action", "reason"}),
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "medic_incidents_open", Help: "Incidents not yet resolved (remediating or exhausted).",
@@ -48,7 +48,7 @@ func (m *Metrics) init(action string) {
 	for _, r := range []string{ResultSucceeded, ResultFailed, ResultSuppressed} {
 		m.attempts.WithLabelValues(action, r)
 	}
-	for _, r := range []string{ReasonDryRun, ReasonPaused, ReasonBudget, ReasonPrecondition, ReasonConcurrency, ReasonFleet, ReasonState} {
+	for _, r := range []string{ReasonDryRun, ReasonPaused, ReasonBudget, ReasonPrecondition, ReasonConcurrency, ReasonFleet, ReasonFleetOutage, ReasonState} {
 		m.suppressed.WithLabelValues(action, r)
 	}
 }

@@ -122,7 +122,7 @@ func NewSim(o SimOptions) (*Sim, error) {
 	steps := map[string]*remedy.Step{}
 	for name, ac := range c.Actions {
 		st := &remedy.Step{Name: name, Kind: ac.Kind, Action: simAction{ac.Kind}, Backoff: ac.Backoff,
-			Verify: ac.Verify.D(), Requires: ac.Requires}
+			Verify: ac.Verify.D(), Requires: ac.Requires.Remedy()}
 		if ac.Budget != nil {
 			st.Budget = &remedy.Budget{Max: ac.Budget.Max, Window: ac.Budget.Window.D()}
 		}
@@ -132,9 +132,14 @@ func NewSim(o SimOptions) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	prec := func(ctx context.Context, expr string, now time.Time) (bool, error) {
-		v, err := o.Query(ctx, expr, now)
-		return len(v) > 0, err
+	// Requirements on a remote source (the fleet) are not replayed: one
+	// node's history says nothing about its peers; they count as met.
+	prec := func(ctx context.Context, r remedy.Requirement, now time.Time) (bool, string, error) {
+		if r.Source != "" {
+			return true, "", nil
+		}
+		v, err := o.Query(ctx, r.Expr, now)
+		return len(v) > 0, "", err
 	}
 	s.eng = remedy.New(remedy.Options{Steps: steps, Clock: s.clk, Logger: o.Logger, Budgets: budgets,
 		Pausers: []remedy.Pauser{pauser{s.clk, o.Pauses}}, Sinks: []remedy.Sink{s.rec},
