@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -90,13 +91,18 @@ type Config struct {
 // process/cmdline/pidFile (with signal) or exec.
 type Notify struct {
 	// Signal defaults to SIGHUP; ProcRoot to /proc (medic's PID namespace).
-	Signal   string   `yaml:"signal" json:"signal,omitempty"`
-	Process  string   `yaml:"process" json:"process,omitempty"`
-	Cmdline  string   `yaml:"cmdline" json:"cmdline,omitempty"`
-	PidFile  string   `yaml:"pidFile" json:"pidFile,omitempty"`
-	All      bool     `yaml:"all" json:"all,omitempty"`
-	ProcRoot string   `yaml:"procRoot" json:"procRoot,omitempty"`
-	Exec     []string `yaml:"exec" json:"exec,omitempty"`
+	Signal   string `yaml:"signal" json:"signal,omitempty"`
+	Process  string `yaml:"process" json:"process,omitempty"`
+	Cmdline  string `yaml:"cmdline" json:"cmdline,omitempty"`
+	PidFile  string `yaml:"pidFile" json:"pidFile,omitempty"`
+	All      bool   `yaml:"all" json:"all,omitempty"`
+	ProcRoot string `yaml:"procRoot" json:"procRoot,omitempty"`
+	// Scope limits the processes a signal may reach, as restart's signal
+	// mode: "pod" (only medic's own pod, by cgroup), "any", or unset (pod
+	// when medic is in a pod, else any). With hostPID a same-named process
+	// of another pod is never signalled.
+	Scope string   `yaml:"scope" json:"scope,omitempty"`
+	Exec  []string `yaml:"exec" json:"exec,omitempty"`
 	// Timeout bounds exec (default 30s).
 	Timeout cfg.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// Always notifies even when no file changed.
@@ -194,6 +200,11 @@ func (c *Config) Validate() error {
 				add("notify.signal", "%v", err)
 			}
 		}
+		if !proc.ValidScope(n.Scope) {
+			add("notify.scope", "must be %s or %s (or unset: %s when medic is in a pod), not %q", proc.ScopePod, proc.ScopeAny, proc.ScopePod, n.Scope)
+		} else if n.Scope != "" && len(n.Exec) > 0 {
+			add("notify.scope", "applies to a signal, not to exec")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -229,6 +240,8 @@ type Action struct {
 	clk       clock.Clock
 	log       *slog.Logger
 	notifySel proc.Selector
+	// self and podUID (POD_UID) place medic's pod for notify.scope.
+	self, podUID string
 
 	mu sync.Mutex
 	// pending is set when files changed but the consumer could not be
@@ -243,7 +256,7 @@ func New(c Config, env actions.Env) (*Action, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Action{c: c, clk: env.Clock, log: env.Logger}
+	a := &Action{c: c, clk: env.Clock, log: env.Logger, self: "self", podUID: os.Getenv(proc.EnvPodUID)}
 	a.certMode, _ = parseMode(c.CertFileMode)
 	a.keyMode, _ = parseMode(c.KeyFileMode)
 	if a.clk == nil {
@@ -489,7 +502,11 @@ func (a *Action) notify(ctx context.Context, inc actions.Incident) (string, stri
 		return who, res.Output, err
 	}
 	sig, _ := proc.ParseSignal(n.Signal)
-	targets, err := proc.Find(n.ProcRoot, a.notifySel)
+	sel, err := proc.InScope(n.ProcRoot, a.self, a.podUID, n.Scope, a.notifySel)
+	if err != nil {
+		return "", "", actions.Permanent(fmt.Errorf("find consumer: %w", err))
+	}
+	targets, err := proc.Find(n.ProcRoot, sel)
 	switch {
 	case errors.Is(err, proc.ErrNoMatch):
 		return "", "", fmt.Errorf("consumer not running: %w", err)
@@ -501,7 +518,7 @@ func (a *Action) notify(ctx context.Context, inc actions.Incident) (string, stri
 			ps = append(ps, p.String())
 		}
 		return "", "", actions.Permanent(fmt.Errorf("%d processes match %s: %s; narrow the selector or set notify.all: true",
-			len(targets), a.notifySel, strings.Join(ps, ", ")))
+			len(targets), sel, strings.Join(ps, ", ")))
 	}
 	var who []string
 	for _, p := range targets {

@@ -22,21 +22,17 @@ import (
 // namespace; the kubelet restarts the container when it exits.
 const ModeSignal = "signal"
 
-// Scopes of signal mode: which processes it may pick.
+// Scopes of signal mode: which processes it may pick (proc.InScope).
+// ScopePod, the default in a pod: with hostPID (the SPIRE chart's agent
+// pod) every process of the node is visible; a same-named agent of another
+// pod is never signalled.
 const (
-	// ScopePod: only processes in medic's own pod (by /proc/PID/cgroup),
-	// the default in a pod. With hostPID (the SPIRE chart's agent pod) every
-	// process of the node is visible; a same-named agent of another pod is
-	// never signalled.
-	ScopePod = "pod"
-	// ScopeAny: every process the procfs root shows.
-	ScopeAny = "any"
+	ScopePod = proc.ScopePod
+	ScopeAny = proc.ScopeAny
 )
 
-// EnvPodUID names medic's pod UID (Downward API: metadata.uid). It
-// confirms the pod found in /proc/self/cgroup, and is required when medic
-// runs in its own cgroup namespace (cgroup v2), whose view hides the UID.
-const EnvPodUID = "POD_UID"
+// EnvPodUID names medic's pod UID (Downward API: metadata.uid).
+const EnvPodUID = proc.EnvPodUID
 
 // Signal-mode timings that are not configurable.
 const (
@@ -116,9 +112,7 @@ func validateSignal(c *Config) error {
 	if c.ProcRoot == "" {
 		errs = append(errs, cfg.Errorf("procRoot", "must not be empty"))
 	}
-	switch c.Scope {
-	case "", ScopePod, ScopeAny:
-	default:
+	if !proc.ValidScope(c.Scope) {
 		errs = append(errs, cfg.Errorf("scope", "must be %s or %s (or unset: %s when medic is in a pod), not %q", ScopePod, ScopeAny, ScopePod, c.Scope))
 	}
 	return errors.Join(errs...)
@@ -262,22 +256,12 @@ func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.R
 // selector is the configured selector, restricted to medic's pod unless
 // scope is "any". A pod that cannot be placed is an error (never "any").
 func (a *SignalAction) selector() (proc.Selector, error) {
-	sel := a.sel
-	if a.scope == ScopeAny {
-		return sel, nil
+	if a.scope != ScopeAny {
+		if err := proc.VerifyRoot(a.root); err != nil {
+			return a.sel, fmt.Errorf("find agent: %w", err)
+		}
 	}
-	if err := proc.VerifyRoot(a.root); err != nil {
-		return sel, fmt.Errorf("find agent: %w", err)
-	}
-	pod, err := proc.OwnPod(a.root, a.self, a.podUID)
-	switch {
-	case err != nil:
-		return sel, fmt.Errorf("scope %s: %w (set %s from the Downward API, or scope: %s)", ScopePod, err, EnvPodUID, ScopeAny)
-	case pod == nil && a.scope == ScopePod:
-		return sel, fmt.Errorf("scope %s: medic is not in a pod (no pod in %s/%s/cgroup, %s unset)", ScopePod, a.root, a.self, EnvPodUID)
-	}
-	sel.Pod = pod
-	return sel, nil
+	return proc.InScope(a.root, a.self, a.podUID, a.scope, a.sel)
 }
 
 // waitGone waits until every process in ps is gone or d (on the action's

@@ -205,3 +205,44 @@ func (p *Pod) Contains(root string, pid int) (in bool, why string) {
 	}
 	return false, "outside medic's pod (cgroup " + cp + ")"
 }
+
+// Scopes of a process selector: which processes a signal may reach.
+const (
+	// ScopePod: only processes in medic's own pod (by /proc/PID/cgroup); an
+	// error when medic cannot place its pod.
+	ScopePod = "pod"
+	// ScopeAny: every process the procfs root shows.
+	ScopeAny = "any"
+)
+
+// EnvPodUID names medic's pod UID (Downward API: metadata.uid). It confirms
+// the pod found in /proc/self/cgroup, and is required when medic runs in
+// its own cgroup namespace (cgroup v2), whose view hides the UID.
+const EnvPodUID = "POD_UID"
+
+// ValidScope reports whether s is a scope ("" is: ScopePod in a pod,
+// ScopeAny outside one).
+func ValidScope(s string) bool { return s == "" || s == ScopePod || s == ScopeAny }
+
+// InScope restricts sel to the pod of process self (medic: "self") under
+// root unless scope is ScopeAny. With scope "" it is ScopePod when medic
+// is in a pod and ScopeAny when it plainly is not; a pod that should be
+// there but cannot be placed is an error, never ScopeAny. podUID is
+// POD_UID's value or "".
+func InScope(root, self, podUID, scope string, sel Selector) (Selector, error) {
+	if scope == ScopeAny {
+		return sel, nil
+	}
+	if err := VerifyRoot(root); err != nil {
+		return sel, err
+	}
+	pod, err := OwnPod(root, self, podUID)
+	switch {
+	case err != nil:
+		return sel, fmt.Errorf("scope %s: %w (set %s from the Downward API, or scope: %s)", ScopePod, err, EnvPodUID, ScopeAny)
+	case pod == nil && scope == ScopePod:
+		return sel, fmt.Errorf("scope %s: medic is not in a pod (no pod in %s/%s/cgroup, %s unset)", ScopePod, root, self, EnvPodUID)
+	}
+	sel.Pod = pod
+	return sel, nil
+}
