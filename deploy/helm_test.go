@@ -147,10 +147,48 @@ func TestHelmChartSchemaRejectsBadValues(t *testing.T) {
 		"unknown key":      {"podMonitr": map[string]any{"enabled": true}},
 		"bad SA name":      {"serviceAccount": map[string]any{"name": "Spire_Agent"}},
 		"enabled not bool": {"prometheusRule": map[string]any{"enabled": "yes"}},
+		"fleet url":        {"fleet": map[string]any{"prometheusURL": "prometheus:9090"}},
+		"fleet share":      {"fleet": map[string]any{"maxShare": 1.5}},
 	} {
 		if _, err := render(t, "spire-server", vals); err == nil || !strings.Contains(err.Error(), "schema") {
 			t.Errorf("%s: rendered (%v), want a schema error", name, err)
 		}
+	}
+}
+
+// One value turns the SPIRE example's fleet-outage guard on: the source
+// gets the URL (the env variable still overrides it) and the share its
+// threshold; without it the source is disabled and the guard inactive.
+func TestHelmChartFleetAttributionIsOneValue(t *testing.T) {
+	t.Setenv("MEDIC_FLEET_PROMETHEUS_URL", "")
+	os.Unsetenv("MEDIC_FLEET_PROMETHEUS_URL")
+	os.Unsetenv("MEDIC_FLEET_MAX_SHARE")
+	guard := func(c *config.Config) config.Guard {
+		for _, ag := range c.Guards(nil) {
+			for _, g := range ag.Guards {
+				if ag.Action == "restart-agent" && g.Guard == "fleet-outage" {
+					return g
+				}
+			}
+		}
+		t.Fatal("restart-agent has no fleet-outage guard")
+		return config.Guard{}
+	}
+	off, err := config.Parse([]byte(configOf(t, mustRender(t, "spire-server", nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := guard(off); g.Active || off.Sources["fleet"].Enabled() {
+		t.Errorf("fleet guard active by default: %+v", g)
+	}
+	on, err := config.Parse([]byte(configOf(t, mustRender(t, "spire-server", map[string]any{
+		"fleet": map[string]any{"prometheusURL": "http://prometheus-operated.monitoring:9090", "maxShare": 0.25}}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := guard(on)
+	if !g.Active || on.Sources["fleet"].Prometheus.URL != "http://prometheus-operated.monitoring:9090" || !strings.Contains(g.Detail, "< 0.25") {
+		t.Errorf("fleet.prometheusURL did not turn the guard on: %+v", g)
 	}
 }
 
@@ -284,7 +322,7 @@ func TestHelmChartCopiesStayTrue(t *testing.T) {
 			t.Fatalf("%s: %v", p, err)
 		}
 	}
-	for _, k := range []string{"actions", "rules", "alerting", "evaluationInterval", "stateDir"} {
+	for _, k := range []string{"actions", "rules", "alerting", "sources", "evaluationInterval", "stateDir"} {
 		if !reflect.DeepEqual(chartCfg[k], example[k]) {
 			t.Errorf("%s: %q differs from examples/spire-agent.yaml's", filepath.Join(chartDir, "files/spire-agent.yaml"), k)
 		}

@@ -39,6 +39,7 @@ import (
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 	"github.com/medic-sidecar/medic/supervisor/rules"
 	"github.com/medic-sidecar/medic/supervisor/server"
+	"github.com/medic-sidecar/medic/supervisor/sources"
 	"github.com/medic-sidecar/medic/supervisor/store"
 )
 
@@ -91,6 +92,7 @@ type Supervisor struct {
 	livez     *livez.Switch
 	budgets   *remedy.Budgets
 	notifier  *notify.Notifier // nil without alerting.alertmanagers
+	sources   *sources.Set     // remote PromQL sources (sources:)
 	state     *remedy.StateHealth
 }
 
@@ -224,6 +226,12 @@ func New(o Options) (*Supervisor, error) {
 		StatePath: filepath.Join(c.StateDir, "incidents.json"), RestoreGrace: restoreGrace(c),
 	})
 
+	srcs, err := sources.New(c.Sources, sources.Options{TTL: c.EvaluationInterval.D(), Logger: o.Logger.With("component", "sources")})
+	if err != nil {
+		return nil, err
+	}
+	s.sources = srcs
+
 	// Metrics registry: medic's own, never the global default.
 	s.reg = prometheus.NewRegistry()
 	cs := []prometheus.Collector{
@@ -233,6 +241,7 @@ func New(o Options) (*Supervisor, error) {
 	cs = append(cs, s.mgr.Collectors()...)
 	cs = append(cs, metrics.Collectors()...)
 	cs = append(cs, o.Kube.Collectors()...)
+	cs = append(cs, s.sources.Metrics().Collectors()...)
 	if s.plugins != nil {
 		cs = append(cs, s.plugins.Collectors()...)
 	}
@@ -494,7 +503,7 @@ func restoreGrace(c *config.Config) time.Duration {
 
 func (s *Supervisor) precondition(ctx context.Context, r remedy.Requirement, now time.Time) (bool, string, error) {
 	if r.Source != "" {
-		return false, "", fmt.Errorf("unknown source %q", r.Source)
+		return s.sources.Check(ctx, r.Source, r.Expr, now)
 	}
 	v, err := s.engine.Query(ctx, r.Expr, now)
 	if err != nil {
@@ -600,6 +609,11 @@ type Status struct {
 	Plugins   []plugins.Status      `json:"plugins,omitempty"`
 	Budgets   []BudgetStatus        `json:"budgets,omitempty"`
 	Fleet     []FleetStatus         `json:"fleet,omitempty"`
+	// Sources are the remote PromQL sources, with their query counts and
+	// last error.
+	Sources []sources.Status `json:"sources,omitempty"`
+	// Guards are each action's guards and whether they are active.
+	Guards []config.ActionGuards `json:"guards,omitempty"`
 	// Summary counts what needs attention (the page's banner).
 	Summary Summary `json:"summary"`
 	// State is the state dir's health: while Writable is false medic does
@@ -653,6 +667,9 @@ func (s *Supervisor) Status() Status {
 	st.State = StateStatus{Dir: s.cfg.StateDir, Problems: s.state.Problems(), Recovered: s.state.Notes()}
 	st.State.Writable = len(st.State.Problems) == 0
 	st.Fleet = s.fleetStatus()
+	st.Sources = s.sources.Status()
+	inCluster := s.o.Kube.Fleet() != nil
+	st.Guards = s.cfg.Guards(&inCluster)
 	for _, p := range s.pausers {
 		if ok, why := p.Paused(); ok {
 			st.Paused, st.PausedBy = true, why

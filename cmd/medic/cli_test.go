@@ -290,3 +290,26 @@ func TestValidateAndRunRejectTheSame(t *testing.T) {
 		}
 	}
 }
+
+// medic validate lists each action's guards and says which are inactive:
+// the SPIRE example's fleet-outage guard is off until its source has a url.
+func TestValidateListsGuards(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("MEDIC_STATE_DIR", dir)
+	t.Setenv("MEDIC_FLEET_PROMETHEUS_URL", "")
+	code, out, stderr := runCLI(context.Background(), "validate", "--config", "../../examples/spire-agent.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, stderr)
+	}
+	for _, want := range []string{"source fleet: prometheus, disabled (no url)", "action restart-agent guards:",
+		"  fleet-outage  INACTIVE ", "  precondition  active   medic_probe_up", "  fleet         active   at most 10"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	t.Setenv("MEDIC_FLEET_PROMETHEUS_URL", "http://prometheus.monitoring:9090")
+	_, out, _ = runCLI(context.Background(), "validate", "--config", "../../examples/spire-agent.yaml")
+	if !strings.Contains(out, "  fleet-outage  active   ") || !strings.Contains(out, "source fleet: prometheus http://prometheus.monitoring:9090 (timeout 3s)") {
+		t.Errorf("the url did not activate the guard:\n%s", out)
+	}
+}

@@ -206,7 +206,26 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprint(stdout, ", dry run")
 	}
 	fmt.Fprintln(stdout, ")")
+	printGuards(stdout, c)
 	return nil
+}
+
+// printGuards lists each action's guards, in the order they are checked,
+// and which are inactive (medic validate).
+func printGuards(w io.Writer, c *config.Config) {
+	for _, n := range config.SortedKeys(c.Sources) {
+		fmt.Fprintf(w, "source %s: %s\n", n, c.Sources[n].Describe())
+	}
+	for _, ag := range c.Guards(nil) {
+		fmt.Fprintf(w, "action %s guards:\n", ag.Action)
+		for _, g := range ag.Guards {
+			state := "active"
+			if !g.Active {
+				state = "INACTIVE"
+			}
+			fmt.Fprintf(w, "  %-13s %-8s %s\n", g.Guard, state, g.Detail)
+		}
+	}
 }
 
 func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -30,6 +30,7 @@ import (
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 	"github.com/medic-sidecar/medic/supervisor/rules"
+	"github.com/medic-sidecar/medic/supervisor/sources"
 )
 
 // Config is medic's whole configuration.
@@ -51,6 +52,9 @@ type Config struct {
 	Store StoreConfig `yaml:"store" json:"store"`
 	// Alerting sends medic's alerts to Alertmanager (firing and resolved).
 	Alerting notify.Config `yaml:"alerting" json:"alerting,omitzero"`
+	// Sources are remote PromQL sources (the cluster's Prometheus) that
+	// actions' requires: entries name with source: (docs/fleet.md).
+	Sources map[string]*sources.Config `yaml:"sources" json:"sources,omitempty"`
 
 	Probes  []*Probe           `yaml:"probes" json:"probes"`
 	Actions map[string]*Action `yaml:"actions" json:"actions"`
@@ -579,6 +583,7 @@ func (c *Config) validate(refs bool) error {
 		add("store.maxSeries", "must be greater than 0")
 	}
 	errs = append(errs, cfg.Prefix("alerting", c.Alerting.Validate()))
+	errs = append(errs, c.validateSources()...)
 	seen := map[string]int{}
 	for i, p := range c.Probes {
 		path := fmt.Sprintf("probes[%d].name", i)

@@ -172,6 +172,23 @@ actions:
 			`actions.a.requires[1].reason: must be "precondition" or "fleet-outage", not "because"`,
 			"actions.a.requires[2].expr: is required",
 			"actions.c.requires: expression must return an instant vector or scalar"}},
+		{"sources problems", `
+sources:
+  a: {prometheus: {url: "ftp://x", timeout: -1s}}
+  b: {prometheus: {url: "http://p:9090", tls: {caFile: /x}, bearerTokenFile: /t, basicAuth: {passwordFile: /p}}}
+  c: {}
+  d: {prometheus: {url: "http://p", headers: {X: "a\nb"}}}
+actions:
+  a:
+    exec: {command: [x]}
+    requires: {expr: up, source: e}
+`, []string{
+			`sources.a.prometheus.url: "ftp://x": scheme must be http or https`,
+			"sources.b.prometheus.tls: is set but the url scheme is http", "sources.b.prometheus.basicAuth.username: is required",
+			"sources.b.prometheus.basicAuth: and bearerTokenFile are exclusive", "sources.c: no source kind given",
+			"sources.d.prometheus.headers.X: header value must not contain CR, LF or NUL",
+			`actions.a.requires.source: no source named "e" in sources:`}},
+		{"sources decoding", "sources:\n  a: {prometheus: {url: x, timout: 1s}}\n", []string{"sources.a.prometheus.timout: unknown field"}},
 		{"requires decoding", `
 actions:
   a:

@@ -168,4 +168,22 @@ func exprSuffix(r Requirement) string {
 }
 
 // sourceNames are the names requires: may refer to in source:.
-func (c *Config) sourceNames() map[string]bool { return nil }
+func (c *Config) sourceNames() map[string]bool {
+	out := map[string]bool{}
+	for n := range c.Sources {
+		out[n] = true
+	}
+	return out
+}
+
+func (c *Config) validateSources() []error {
+	var errs []error
+	for _, n := range sortedKeys(c.Sources) {
+		path := "sources." + n
+		if !nameRe.MatchString(n) {
+			errs = append(errs, cfg.Errorf(path, "source name %q: %s", n, nameRule))
+		}
+		errs = append(errs, cfg.Prefix(path, c.Sources[n].Validate()))
+	}
+	return errs
+}

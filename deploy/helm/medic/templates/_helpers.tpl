@@ -26,6 +26,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
 {{- if not $t -}}
 {{- fail (printf "config.example %q: the chart has no %s (shipped: spire-agent, kubearmor-relay); or set config.inline" .Values.config.example $f) -}}
 {{- end -}}
+{{- /* fleet.*: the defaults of the example's ${MEDIC_FLEET_...} expansions (the env still wins). */ -}}
+{{- $t = replace "${MEDIC_FLEET_PROMETHEUS_URL:-}" (printf "${MEDIC_FLEET_PROMETHEUS_URL:-%s}" .Values.fleet.prometheusURL) $t -}}
+{{- $t = replace "${MEDIC_FLEET_MAX_SHARE:-0.3}" (printf "${MEDIC_FLEET_MAX_SHARE:-%v}" .Values.fleet.maxShare) $t -}}
 {{- $t -}}
 {{- end -}}
 {{- end }}
