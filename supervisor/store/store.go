@@ -14,19 +14,15 @@ package store
 import (
 	"context"
 	"log/slog"
-	"math"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
-	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
 )
 
@@ -50,26 +46,6 @@ const DefaultReservedSeries = 10_000
 // OwnPrefix starts the name of every series medic itself produces.
 const OwnPrefix = "medic_"
 
-type sample struct {
-	t int64
-	v float64
-}
-
-type memSeries struct {
-	lset    labels.Labels
-	name    string
-	own     bool     // counted against the reserve, not MaxSeries
-	samples []sample // ascending t
-	removed atomic.Bool
-}
-
-func (s *memSeries) lastT() int64 {
-	if len(s.samples) == 0 {
-		return math.MinInt64
-	}
-	return s.samples[len(s.samples)-1].t
-}
-
 // Store holds series in memory. It is safe for concurrent use.
 type Store struct {
 	mu        sync.RWMutex
@@ -80,6 +56,7 @@ type Store struct {
 	maxSeries int
 	reserved  int
 	retention int64 // ms
+	chunkSpan int64 // ms: a chunk is cut once it spans this long
 	log       *slog.Logger
 
 	dropped    uint64 // samples for series refused by the cap
@@ -108,6 +85,7 @@ func New(o Options) *Store {
 		maxSeries: o.MaxSeries,
 		reserved:  o.ReservedSeries,
 		retention: o.Retention.Milliseconds(),
+		chunkSpan: max(o.Retention.Milliseconds()/2, 1),
 		log:       o.Logger,
 	}
 }
@@ -135,7 +113,7 @@ func (st *Store) Stats() Stats {
 	n := 0
 	for _, l := range st.series {
 		for _, s := range l {
-			n += len(s.samples)
+			n += s.numSamples()
 		}
 	}
 	return Stats{Series: st.count, OwnSeries: st.own, MaxSeries: st.maxSeries, ReservedSeries: st.reserved, Samples: n, DroppedSamples: st.dropped,
@@ -158,7 +136,7 @@ func (st *Store) getOrCreate(lset labels.Labels, mayOwn bool) *memSeries {
 		st.droppedSer++
 		return nil
 	}
-	s := &memSeries{lset: lset, name: name, own: own}
+	s := newMemSeries(lset, name, own)
 	if own {
 		st.own++
 	}
@@ -178,28 +156,12 @@ func (st *Store) getOrCreate(lset labels.Labels, mayOwn bool) *memSeries {
 // MaxSeries. Caller holds st.mu.
 func (st *Store) roomLocked() bool { return st.count-st.own < st.maxSeries }
 
-// appendLocked appends (t, v) to s, ignoring out-of-order samples, and
-// trims samples past retention. Caller holds st.mu for writing.
+// appendLocked appends (t, v) to s (an older sample is ignored, one at
+// the same timestamp replaces the newest) and trims samples past
+// retention. Caller holds st.mu for writing.
 func (st *Store) appendLocked(s *memSeries, t int64, v float64) {
-	if n := len(s.samples); n > 0 && s.samples[n-1].t >= t {
-		if s.samples[n-1].t == t {
-			s.samples[n-1].v = v
-		}
-		return
-	}
-	s.samples = append(s.samples, sample{t, v})
-	st.trim(s, t-st.retention)
-}
-
-func (st *Store) trim(s *memSeries, mint int64) {
-	i := sort.Search(len(s.samples), func(i int) bool { return s.samples[i].t >= mint })
-	if i == 0 {
-		return
-	}
-	s.samples = s.samples[i:]
-	// Reallocate once the dead head dominates, so the backing array stays bounded.
-	if cap(s.samples) > 64 && len(s.samples) < cap(s.samples)/2 {
-		s.samples = append(make([]sample, 0, len(s.samples)*5/4+1), s.samples...)
+	if s.append(t, v, st.chunkSpan) {
+		s.trim(t - st.retention)
 	}
 }
 
@@ -226,8 +188,9 @@ func (st *Store) GC(now time.Time) int {
 	for h, l := range st.series {
 		keep := l[:0]
 		for _, s := range l {
-			st.trim(s, mint)
-			if len(s.samples) == 0 || s.lastT() < mint {
+			s.trim(mint)
+			s.dropExpired()
+			if s.lastT() < mint {
 				s.removed.Store(true)
 				delete(st.byName[s.name], s)
 				if len(st.byName[s.name]) == 0 {
@@ -271,10 +234,10 @@ func (st *Store) Latest(match func(name string) bool) []Point {
 			continue
 		}
 		for s := range m {
-			if len(s.samples) == 0 {
+			if !s.hasLast {
 				continue
 			}
-			last := s.samples[len(s.samples)-1]
+			last := s.last
 			if value.IsStaleNaN(last.v) {
 				continue
 			}
@@ -322,7 +285,8 @@ func matches(lset labels.Labels, ms []*labels.Matcher) bool {
 	return true
 }
 
-// Select returns copies of the matching series' samples within the querier's range.
+// Select returns the matching series' samples within the querier's range:
+// sealed chunks are shared, the open chunk is copied.
 func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
@@ -334,12 +298,9 @@ func (q *querier) Select(_ context.Context, sortSeries bool, hints *storage.Sele
 		if !matches(s.lset, ms) {
 			continue
 		}
-		lo := sort.Search(len(s.samples), func(i int) bool { return s.samples[i].t >= mint })
-		hi := sort.Search(len(s.samples), func(i int) bool { return s.samples[i].t > maxt })
-		if lo >= hi {
-			continue
+		if d, ok := s.snapshot(mint, maxt); ok {
+			out = append(out, &series{lset: s.lset, d: d})
 		}
-		out = append(out, &series{lset: s.lset, samples: append([]sample(nil), s.samples[lo:hi]...)})
 	}
 	q.st.mu.RUnlock()
 	if sortSeries {
@@ -396,27 +357,10 @@ func (s *seriesSet) Err() error                        { return nil }
 func (s *seriesSet) Warnings() annotations.Annotations { return nil }
 
 type series struct {
-	lset    labels.Labels
-	samples []sample
+	lset labels.Labels
+	d    *seriesData
 }
 
 func (s *series) Labels() labels.Labels { return s.lset }
 
-func (s *series) Iterator(chunkenc.Iterator) chunkenc.Iterator {
-	return storage.NewListSeriesIterator(sampleList(s.samples))
-}
-
-// sampleList adapts []sample to storage.Samples without allocating: Get
-// returns a pointer into the slice.
-type sampleList []sample
-
-func (l sampleList) Get(i int) chunks.Sample { return &l[i] }
-func (l sampleList) Len() int                { return len(l) }
-
-func (s *sample) T() int64                      { return s.t }
-func (s *sample) ST() int64                     { return 0 }
-func (s *sample) F() float64                    { return s.v }
-func (s *sample) H() *histogram.Histogram       { return nil }
-func (s *sample) FH() *histogram.FloatHistogram { return nil }
-func (s *sample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
-func (s *sample) Copy() chunks.Sample           { c := *s; return &c }
+func (s *series) Iterator(chunkenc.Iterator) chunkenc.Iterator { return s.d.newIterator() }

@@ -259,6 +259,7 @@ func (p *Probe) Run(ctx context.Context, app probe.Appender) error {
 // by shutdown adds and commits nothing (and is no failure); one that
 // completed is committed.
 func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
+	start := p.clk.Now() // now may be the scheduled time, up to probe.TimestampTolerance earlier
 	n, warns, err := p.scrape(ctx, app)
 	if err != nil && ctx.Err() != nil {
 		return
@@ -269,7 +270,7 @@ func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 		p.failures[err.Reason]++
 	}
 	app.AddRaw(p.up.key, p.up.mk, up)
-	app.AddRaw(p.duration.key, p.duration.mk, p.clk.Now().Sub(now).Seconds())
+	app.AddRaw(p.duration.key, p.duration.mk, p.clk.Now().Sub(start).Seconds())
 	app.AddRaw(p.samples.key, p.samples.mk, float64(n))
 	for r := range numReasons {
 		app.AddRaw(p.failOwn[r].key, p.failOwn[r].mk, p.failures[r])
