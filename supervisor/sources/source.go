@@ -94,9 +94,20 @@ type Source struct {
 	log     *slog.Logger
 
 	qmu   sync.Mutex // one query at a time per source (concurrent askers share the answer)
-	mu    sync.Mutex
-	cache map[string]entry
-	st    Status
+	mu        sync.Mutex
+	cache     map[string]entry
+	explained map[string]explanation // by expr, kept explainEvery TTLs
+	st        Status
+}
+
+// explainEvery: an unmet requirement's detail (its parts' values, a few
+// more queries) is recomputed at most every explainEvery TTLs; whether
+// it is met is asked every TTL.
+const explainEvery = 10
+
+type explanation struct {
+	at   time.Time
+	text string
 }
 
 type entry struct {
@@ -131,7 +142,7 @@ func New(confs map[string]*Config, o Options) (*Set, error) {
 	}
 	set := &Set{byName: map[string]*Source{}, m: o.Metrics}
 	for name, c := range confs {
-		s := &Source{name: name, conf: c, ttl: o.TTL, m: o.Metrics, cache: map[string]entry{},
+		s := &Source{name: name, conf: c, ttl: o.TTL, m: o.Metrics, cache: map[string]entry{}, explained: map[string]explanation{},
 			log: o.Logger.With("source", name), st: Status{Name: name, Kind: "prometheus", Enabled: c.Enabled()}}
 		if c.Enabled() {
 			p := c.Prometheus
@@ -198,7 +209,21 @@ func (set *Set) Check(ctx context.Context, source, expr string, now time.Time) (
 	if met(v) {
 		return true, "", nil
 	}
-	return false, s.explain(ctx, expr, now), nil
+	return false, s.explainCached(ctx, expr, now), nil
+}
+
+func (s *Source) explainCached(ctx context.Context, expr string, now time.Time) string {
+	s.mu.Lock()
+	e, ok := s.explained[expr]
+	s.mu.Unlock()
+	if ok && now.Sub(e.at) >= 0 && now.Sub(e.at) < explainEvery*s.ttl {
+		return e.text
+	}
+	text := s.explain(ctx, expr, now)
+	s.mu.Lock()
+	s.explained[expr] = explanation{at: now, text: text}
+	s.mu.Unlock()
+	return text
 }
 
 func met(v model.Value) bool {
@@ -360,36 +385,43 @@ func (s *Source) explain(ctx context.Context, expr string, now time.Time) string
 // "0.62" otherwise, "no data" when empty.
 func (s *Source) describe(ctx context.Context, e parser.Expr, now time.Time) string {
 	e = unparen(e)
-	value := func(e parser.Expr) (string, bool) {
+	value := func(e parser.Expr) (float64, string) {
 		v, err := s.Query(ctx, e.String(), now)
 		if err != nil {
-			return "?", false
+			return 0, "?"
 		}
 		switch v := v.(type) {
 		case *model.Scalar:
-			return num(float64(v.Value)), true
+			return float64(v.Value), ""
 		case model.Vector:
 			switch len(v) {
 			case 0:
-				return "no data", false
+				return 0, "no data"
 			case 1:
-				return num(float64(v[0].Value)), true
+				return float64(v[0].Value), ""
 			}
-			return fmt.Sprintf("%d series", len(v)), false
+			return 0, fmt.Sprintf("%d series", len(v))
 		}
-		return "?", false
+		return 0, "?"
 	}
 	if b, ok := e.(*parser.BinaryExpr); ok && b.Op == parser.DIV {
-		a, okA := value(b.LHS)
-		c, okC := value(b.RHS)
-		r, _ := value(e)
-		if okA && okC {
-			return fmt.Sprintf("%s of %s = %s", a, c, r)
+		a, whyA := value(b.LHS)
+		c, whyC := value(b.RHS)
+		switch {
+		case whyA == "" && whyC == "":
+			return fmt.Sprintf("%s of %s = %s", num(a), num(c), num(a/c))
+		case whyA == "":
+			return fmt.Sprintf("%s of %s", num(a), whyC)
+		case whyC == "":
+			return fmt.Sprintf("%s of %s", whyA, num(c))
 		}
-		return fmt.Sprintf("%s (%s / %s)", r, a, c)
+		return fmt.Sprintf("%s of %s", whyA, whyC)
 	}
-	v, _ := value(e)
-	return v
+	v, why := value(e)
+	if why != "" {
+		return why
+	}
+	return num(v)
 }
 
 func unparen(e parser.Expr) parser.Expr {
