@@ -241,19 +241,6 @@ func Parse(b []byte) (*Config, error) {
 	return parseAndLoad(b, "")
 }
 
-// dropNil removes nil entries from list, reporting each as empty.
-func dropNil[T any](list []*T, path string, errs *[]error) []*T {
-	out := list[:0]
-	for i, e := range list {
-		if e == nil {
-			*errs = append(*errs, cfg.Errorf(fmt.Sprintf("%s[%d]", path, i), "is empty"))
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // parse decodes strictly (yaml.v3 KnownFields, through cfg.Load), then
 // runs each kind's Validate and Config.Validate; every problem gets the
 // line of its path.
@@ -268,26 +255,16 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	if c.Actions == nil {
 		c.Actions = map[string]*Action{}
 	}
-	// An empty list item or map value ("probes:\n-") decodes to nil: a
-	// problem with its path, never a nil entry for the checks below.
-	c.Probes = dropNil(c.Probes, "probes", &errs)
-	c.Rules = dropNil(c.Rules, "rules", &errs)
-	for name, a := range c.Actions {
-		if a == nil {
-			errs = append(errs, cfg.Errorf("actions."+name, "is empty"))
-			delete(c.Actions, name)
-		}
-	}
-	for name, pc := range f.Plugins {
-		if pc == nil || pc.Config == nil {
-			errs = append(errs, cfg.Errorf("plugins."+name, "is empty"))
-			delete(f.Plugins, name)
-		}
-	}
+	// An empty list item or map value ("probes:\n-", "- ~") decodes to
+	// nil: one problem with its path, and an empty entry in its place so
+	// the entries after it keep their index in later problems; what the
+	// checks below say about the empty entry itself is noise (empty).
+	empty := map[string]bool{}
 	for i, p := range c.Probes {
 		path := fmt.Sprintf("probes[%d]", i)
-		if p == nil { // "- ~": yaml leaves the entry nil
+		if p == nil {
 			c.Probes[i] = &Probe{}
+			empty[path] = true
 			errs = append(errs, cfg.Errorf(path, "is empty"))
 			continue
 		}
@@ -296,6 +273,7 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	for name, a := range c.Actions {
 		if a == nil {
 			c.Actions[name] = &Action{Name: name}
+			empty["actions."+name] = true
 			errs = append(errs, cfg.Errorf("actions."+name, "is empty"))
 			continue
 		}
@@ -305,6 +283,7 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	for i, r := range c.Rules {
 		if r == nil {
 			c.Rules[i] = &Rule{}
+			empty[fmt.Sprintf("rules[%d]", i)] = true
 			errs = append(errs, cfg.Errorf(fmt.Sprintf("rules[%d]", i), "is empty"))
 		}
 	}
@@ -326,10 +305,38 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	for _, check := range hostChecks {
 		errs = append(errs, check(c))
 	}
-	if err := doc.Locate(errors.Join(errs...), ""); err != nil {
+	if err := doc.Locate(withoutEmptyNoise(errors.Join(errs...), empty), ""); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// withoutEmptyNoise drops the problems found inside an entry that is
+// reported as empty (its own "is empty" stays).
+func withoutEmptyNoise(err error, empty map[string]bool) error {
+	if len(empty) == 0 {
+		return err
+	}
+	var keep []error
+	for _, e := range cfg.Flatten(err) {
+		var fe *cfg.FieldError
+		// "probes[0].name" is inside "probes[0]"; "actions.a.x" inside "actions.a".
+		if errors.As(e, &fe) && emptyEntry(fe.Path, empty) != "" && !empty[fe.Path] {
+			continue
+		}
+		keep = append(keep, e)
+	}
+	return errors.Join(keep...)
+}
+
+// emptyEntry returns the empty entry that path is inside of (or is), or "".
+func emptyEntry(path string, empty map[string]bool) string {
+	for p := range empty {
+		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return p
+		}
+	}
+	return ""
 }
 
 // validateSpec runs a kind's Validate and checks its durations against

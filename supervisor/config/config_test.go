@@ -430,3 +430,22 @@ func TestEmptyEntriesAreProblemsNotCrashes(t *testing.T) {
 		}
 	}
 }
+
+// An empty entry does not shift the entries after it: their problems keep
+// their own index (probes[2], not probes[1]).
+func TestEmptyEntryKeepsTheIndexOfLaterEntries(t *testing.T) {
+	_, err := Parse([]byte("probes:\n  - ~\n  - name: a\n    testprobe: {url: http://127.0.0.1:1/metrics}\n  - name: b\n    testprobe: {}\nrules:\n  - ~\n  - alert: X\n    expr: 'up =='\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"probes[0]: is empty", "probes[2].testprobe", "rules[0]: is empty", "rules[1].expr"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	for _, bad := range []string{"probes[1].testprobe", "rules[0].expr"} {
+		if strings.Contains(err.Error(), bad) {
+			t.Errorf("shifted index %q in:\n%v", bad, err)
+		}
+	}
+}
