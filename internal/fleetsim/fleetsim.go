@@ -502,7 +502,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	// Required outcomes.
-	bad := func(format string, args ...any) { res.Violations = append(res.Violations, fmt.Sprintf(format, args...)) }
+	bad := func(format string, args ...any) {
+		res.Violations = append(res.Violations, fmt.Sprintf(format, args...))
+	}
 	switch o.Scenario {
 	case SharedOutage:
 		if res.RestartsDuringOutage != 0 {

@@ -93,7 +93,7 @@ type Source struct {
 	m       *Metrics
 	log     *slog.Logger
 
-	qmu   sync.Mutex // one query at a time per source (concurrent askers share the answer)
+	qmu       sync.Mutex // one query at a time per source (concurrent askers share the answer)
 	mu        sync.Mutex
 	cache     map[string]entry
 	explained map[string]explanation // by expr, kept explainEvery TTLs
