@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -63,4 +64,66 @@ func TestStatusPageRendersHeldIncidentsAndNonFiniteValues(t *testing.T) {
 			t.Errorf("page lacks %q:\n%s", want, text)
 		}
 	}
+}
+
+// The state dir's health and a probe capped by the series limit are on
+// the HTML page, not only in the JSON (issue 10).
+func TestStatusPageShowsStateDirAndSeriesDropped(t *testing.T) {
+	const doc = `{"version": "v1", "startedAt": "2026-12-01T12:00:00Z", "now": "2026-12-01T12:01:00Z",
+  "summary": {}, "alerts": [], "incidents": [], "rules": [],
+  "probes": [{"name": "big", "kind": "scrape", "up": 1, "lastSeen": "2026-12-01T12:00:58Z", "samples": 100000, "durationSeconds": 0.2, "seriesDropped": 50000}],
+  "store": {"series": 100000, "maxSeries": 100000, "samples": 1, "droppedSamples": 50000},
+  "state": {"dir": "/var/lib/medic", "writable": false,
+    "problems": [{"file": "budgets.json", "error": "write /var/lib/medic/budgets.json.tmp: no space left on device", "since": "2026-12-01T12:00:40Z"}],
+    "recovered": [{"file": "incidents.json", "message": "moved aside to incidents.json.corrupt-1 (unexpected end of JSON input)", "at": "2026-12-01T12:00:00Z"}]}}`
+	var v any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		t.Fatal(err)
+	}
+	text := renderedText(t, v)
+	for _, want := range []string{
+		"State dir /var/lib/medic cannot be written : medic does not act",
+		"budgets.json : write /var/lib/medic/budgets.json.tmp: no space left on device since 2026-12-01 12:00:40.000Z",
+		"State recovered at start", "incidents.json : moved aside to incidents.json.corrupt-1",
+		"50000 series dropped by the store's series cap",
+		"state dir /var/lib/medic : cannot be written",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("page lacks %q:\n%s", want, text)
+		}
+	}
+	// A healthy state dir and an uncapped probe add no notice.
+	m := v.(map[string]any)
+	m["state"] = map[string]any{"dir": "/var/lib/medic", "writable": true}
+	m["probes"].([]any)[0].(map[string]any)["seriesDropped"] = 0
+	text = renderedText(t, v)
+	for _, bad := range []string{"cannot be written", "series dropped", "State recovered"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("healthy page has %q:\n%s", bad, text)
+		}
+	}
+}
+
+// renderedText serves doc as /status and returns the HTML page's text.
+func renderedText(t *testing.T, doc any) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s := New(Options{Listener: ln, Status: func() any { return doc }, Logger: slog.New(slog.DiscardHandler)})
+	go s.Run(ctx)
+	resp, err := http.Get("http://" + s.Addr() + "/status?format=html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	text := regexp.MustCompile(`\s+`).ReplaceAllString(regexp.MustCompile(`(?s)<style.*?</style>|<[^>]*>`).ReplaceAllString(string(b), " "), " ")
+	return strings.NewReplacer("&#34;", `"`, "&quot;", `"`, "&#43;", "+", "&#39;", "'").Replace(text)
 }
