@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/medic-sidecar/medic/internal/atomicfile"
 )
 
 // ErrNotRegular is returned when a target path exists but is not a
@@ -15,10 +16,9 @@ import (
 var ErrNotRegular = errors.New("not a regular file")
 
 // WriteAtomic makes path hold data with mode perm, unless it already
-// does. It writes a temporary file in the same directory, fsyncs it,
-// renames it over path and fsyncs the directory, so a reader sees either
-// the old content or the new, never a mix, and a crash leaves one of the
-// two. It reports whether it wrote.
+// does, through atomicfile.Write: a reader sees either the old content or
+// the new, never a mix, and a crash leaves one of the two. It reports
+// whether it wrote (also when the write is in place but not yet durable).
 func WriteAtomic(path string, data []byte, perm fs.FileMode) (bool, error) {
 	fi, err := os.Lstat(path)
 	switch {
@@ -33,48 +33,8 @@ func WriteAtomic(path string, data []byte, perm fs.FileMode) (bool, error) {
 		return false, fmt.Errorf("stat %s: %w", path, err)
 	}
 
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".medic-*")
-	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return false, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return false, fmt.Errorf("rename into %s: %w", path, err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return true, fmt.Errorf("fsync directory of %s: %w", path, err)
+	if err := atomicfile.Write(path, data, perm); err != nil {
+		return errors.Is(err, atomicfile.ErrNotDurable), err
 	}
 	return true, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -7,10 +7,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/medic-sidecar/medic/internal/atomicfile"
 )
 
 // budgetsVersion is the format of budgets.json this medic reads and writes.
@@ -116,7 +117,7 @@ func (b *Budgets) lose(now time.Time, data []byte, cause error, log *slog.Logger
 	// written, the bad file stays where it is, so the next start finds it
 	// again and again treats the budgets as spent.
 	if data != nil {
-		if err := WriteFileAtomic(aside, data, 0o600); err != nil {
+		if err := atomicfile.Write(aside, data, 0o600); err != nil {
 			b.problem += fmt.Sprintf("; could not move it aside (%v)", err)
 			log.Error("budgets unusable; treating every budget as spent", "path", b.path, "err", cause, "moveAsideErr", err)
 			return
@@ -214,46 +215,5 @@ func (b *Budgets) saveLocked(runs map[string][]time.Time) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(b.path, data, 0o600)
-}
-
-// WriteFileAtomic writes data to a temp file beside path, fsyncs it,
-// renames it over path and fsyncs the directory. It returns only once the
-// new content is durable; any failure (including the directory's fsync)
-// is an error.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.Write(b.path, data, 0o600)
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/medic-sidecar/medic/internal/atomicfile"
 )
 
 // savedIncident is an open incident as persisted in stateDir/incidents.json.
@@ -100,7 +102,7 @@ func (e *Engine) save() {
 	e.mu.Unlock()
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err == nil {
-		err = WriteFileAtomic(e.o.StatePath, data, 0o600)
+		err = atomicfile.Write(e.o.StatePath, data, 0o600)
 	}
 	if e.o.State.Report(FileIncidents, err, e.o.Clock.Now()) {
 		if err != nil {
