@@ -26,7 +26,12 @@ const heldDoc = `{
      "action": "restart-agent", "ladder": ["reconnect", "restart-agent"], "value": "+Inf", "startedAt": "2026-12-01T12:00:30Z", "round": 1, "attempts": []},
     {"id": "inc-2", "alert": "Other", "labels": {}, "state": "exhausted", "step": 1, "action": "a", "ladder": ["a"], "value": 1,
      "startedAt": "2026-12-01T11:00:00Z", "nextAttemptAt": "2026-12-01T13:00:00Z", "round": 2, "attempts": []}
-  ]
+  ],
+  "guards": [{"action": "restart-agent", "guards": [
+    {"guard": "paused", "active": true, "detail": "the pause file"},
+    {"guard": "fleet-outage", "active": false, "detail": "share < 0.3 (source fleet: prometheus, disabled (no url); onError hold) — inactive: counts as met"}]}],
+  "sources": [{"name": "fleet", "kind": "prometheus", "url": "http://prometheus:9090", "enabled": true, "queries": 12, "failures": 3,
+               "lastSuccessAt": "2026-12-01T12:00:50Z", "lastError": "source fleet: timeout: context deadline exceeded", "lastErrorAt": "2026-12-01T12:00:55Z"}]
 }`
 
 func TestStatusPageRendersHeldIncidentsAndNonFiniteValues(t *testing.T) {
@@ -59,6 +64,9 @@ func TestStatusPageRendersHeldIncidentsAndNonFiniteValues(t *testing.T) {
 		// An exhausted incident walked again later (retryExhaustedAfter).
 		"round 2", "next attempt 2026-12-01 13:00:00.000Z in 59 min",
 		"alert value +Inf", "NaN",
+		// Guards per action, which are inactive; remote sources with their errors.
+		"restart-agent paused yes the pause file", "fleet-outage no share &lt; 0.3 (source fleet",
+		"fleet http://prometheus:9090 12 3 2026-12-01 12:00:50.000Z 10 s ago source fleet: timeout: context deadline exceeded",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("page lacks %q:\n%s", want, text)
