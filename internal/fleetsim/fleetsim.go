@@ -35,6 +35,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/medic-sidecar/medic/actions"
@@ -501,6 +503,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Facts["samples_per_scrape_round"] = v
 	}
 
+	// An Event about a fleet-outage hold, as kubectl shows it.
+	note, err := fleetOutageEvent(ctx, o.Admin, o.Namespace, faultAt)
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		res.Facts["fleet_outage_event"] = note
+	}
+
 	// Required outcomes.
 	bad := func(format string, args ...any) {
 		res.Violations = append(res.Violations, fmt.Sprintf(format, args...))
@@ -509,6 +520,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	case SharedOutage:
 		if res.RestartsDuringOutage != 0 {
 			bad("%d restarts during the shared outage, want 0", res.RestartsDuringOutage)
+		}
+		if !strings.Contains(note, fmt.Sprintf(" of %d = ", o.Sidecars)) {
+			bad("no Event says how many of the %d peers see the same (fleet-outage Event note: %q)", o.Sidecars, note)
 		}
 		if min90 := int(math.Ceil(0.9 * float64(o.Sidecars))); res.SuppressedByReason[remedy.ReasonFleetOutage] < min90 {
 			bad("only %d fleet-outage holds, want at least %d (90%% of the fleet reached the guard)", res.SuppressedByReason[remedy.ReasonFleetOutage], min90)
@@ -555,6 +569,27 @@ func integration(kc *kubeclient.Clientset, rc *rest.Config, id kube.Identity) (*
 		return nil, err
 	}
 	return &kube.Integration{Client: c, Events: ev, FleetSem: f}, nil
+}
+
+// fleetOutageEvent returns the note of the latest Event about a
+// fleet-outage hold written since since ("" if none).
+func fleetOutageEvent(ctx context.Context, admin *rest.Config, ns string, since time.Time) (string, error) {
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return "", err
+	}
+	evs, err := cs.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	note, at := "", time.Time{}
+	for _, ev := range evs.Items {
+		t := ev.EventTime.Time
+		if strings.Contains(ev.Note, "reason=fleet-outage") && !t.Before(since.Add(-time.Second)) && t.After(at) {
+			note, at = ev.Note, t
+		}
+	}
+	return note, nil
 }
 
 func heldIncidents(nodes []*node) int {
