@@ -29,6 +29,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+
+	"github.com/medic-sidecar/medic/internal/jsonfloat"
 )
 
 // ProtocolVersion is the version of the remediation plugin protocol this
@@ -95,6 +97,32 @@ type Incident struct {
 	MaxAttempts int               `json:"maxAttempts"`
 	Started     time.Time         `json:"started"`
 	DryRun      bool              `json:"dryRun,omitempty"`
+}
+
+// MarshalJSON writes a non-finite Value (an alert on a ratio that divided
+// by zero) as "NaN", "+Inf" or "-Inf", as Prometheus's API does, instead
+// of failing: encoding/json refuses those floats.
+func (i Incident) MarshalJSON() ([]byte, error) {
+	type plain Incident
+	return json.Marshal(struct {
+		plain
+		Value jsonfloat.Float `json:"value"`
+	}{plain(i), jsonfloat.Float(i.Value)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (a number or "NaN", "+Inf", "-Inf").
+func (i *Incident) UnmarshalJSON(b []byte) error {
+	type plain Incident
+	var v struct {
+		*plain
+		Value jsonfloat.Float `json:"value"`
+	}
+	v.plain = (*plain)(i)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	i.Value = float64(v.Value)
+	return nil
 }
 
 // Result is what an attempt leaves in medic's audit record.

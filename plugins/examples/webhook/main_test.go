@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -300,5 +301,31 @@ func TestBinaryThroughThePluginHost(t *testing.T) {
 	rcv.mu.Unlock()
 	if _, err := a.Run(context.Background(), actions.Incident{ID: "inc-10"}); !actions.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("err = %v, want permanent", err)
+	}
+}
+
+// An alert on a ratio that divided by zero has the value NaN: the payload
+// carries it as "NaN" (as Prometheus's API does) instead of failing the
+// attempt permanently with "json: unsupported value: NaN".
+func TestNonFiniteValueIsDelivered(t *testing.T) {
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		rcv := newReceiver(t, http.StatusOK)
+		inc := incident
+		inc.Value = v
+		if _, err := newTestWebhook(nil).Remediate(context.Background(), inc, cfgJSON(t, map[string]any{"url": rcv.URL})); err != nil {
+			t.Fatalf("value %v: %v", v, err)
+		}
+		r := rcv.requests()[0]
+		want := map[bool]string{true: `"value":"NaN"`}[math.IsNaN(v)]
+		if !math.IsNaN(v) {
+			want = map[bool]string{true: `"value":"+Inf"`, false: `"value":"-Inf"`}[v > 0]
+		}
+		if !strings.Contains(string(r.body), want) {
+			t.Fatalf("value %v: payload %s lacks %s", v, r.body, want)
+		}
+		var p Payload
+		if err := json.Unmarshal(r.body, &p); err != nil || fmt.Sprint(p.Incident.Value) != fmt.Sprint(v) {
+			t.Fatalf("value %v: decoded %v, %v", v, p.Incident.Value, err)
+		}
 	}
 }
