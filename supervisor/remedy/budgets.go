@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"sort"
 	"sync"
@@ -189,6 +190,14 @@ func (b *Budgets) Consume(action string, now time.Time, keep time.Duration) erro
 	}
 	b.runs = next
 	return nil
+}
+
+// memoryCopy returns a Budgets holding b's runs that records further runs
+// in memory only (a dry run's would-be runs).
+func (b *Budgets) memoryCopy() *Budgets {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &Budgets{runs: maps.Clone(b.runs), lostAt: b.lostAt, problem: b.problem}
 }
 
 // Used returns the recorded run times of action (for status).

@@ -1,16 +1,15 @@
 // Package remedy turns firing alerts into incidents and walks each
 // incident's remediation ladder: per step the action's own backoff,
 // attempts and verification; guards (pause, dry run, budget, precondition,
-// concurrency) before every attempt; every step reported to sinks.
+// concurrency, fleet, state) before every attempt; every step reported to
+// sinks. The decisions are made by a pure core (core.go); Engine performs
+// them.
 package remedy
 
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"maps"
-	"sort"
 	"sync"
 	"time"
 
@@ -197,26 +196,32 @@ type Options struct {
 	// incident waits for its alert to fire again (the rule's `for` starts
 	// over after a restart) before it is closed as resolved.
 	RestoreGrace time.Duration
+	// Sync runs actions inline and sets no timer: the caller moves time
+	// with Advance and Observe (replay, `medic test rules`, tests at chosen
+	// timestamps). The decisions are the same as live.
+	Sync bool
 }
 
-// Engine owns all incidents.
+// Engine is the shell around the decision core (Core): it feeds the core
+// the firing alerts, the guards' answers and the actions' results, performs
+// the effects the core decides (events to the journal, log, sinks and
+// metrics; incidents.json; slots given back), runs each started action in
+// a goroutine (never one per incident), and wakes the core when it asked
+// to be woken (one timer). With Options.Sync, nothing runs on its own:
+// actions run inline and the caller moves time with Advance (replay,
+// `medic test rules`, tests at chosen timestamps).
 type Engine struct {
-	o    Options
-	sems map[string]chan struct{}
+	o       Options
+	budgets *Budgets // o.Budgets; in a dry run an in-memory copy
 
 	mu      sync.Mutex
+	core    *Core
 	ctx     context.Context
-	open    map[string]*incident // by alert key
-	closing map[*incident]bool   // resolved, ladder goroutine still finishing
-	closed  []*incident          // newest last
-	wg      sync.WaitGroup
-	seq     uint64
 	stopped bool
-
-	// Persistence (Options.StatePath).
-	saveMu    sync.Mutex
-	restored  map[string]savedIncident // by alert key, until its alert fires again
-	restoreBy time.Time                // set at the first Observe
+	timer   <-chan time.Time
+	armedAt time.Time
+	kick    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // New returns an Engine; call Start before Observe.
@@ -239,602 +244,195 @@ func New(o Options) *Engine {
 	if o.Budgets == nil {
 		o.Budgets = OpenBudgets("", time.Time{}, nil)
 	}
-	e := &Engine{o: o, sems: map[string]chan struct{}{}, open: map[string]*incident{}, closing: map[*incident]bool{},
-		restored: loadIncidents(o.StatePath, o.Logger, o.State, o.Clock.Now())}
+	e := &Engine{o: o, budgets: o.Budgets, kick: make(chan struct{}, 1)}
+	if o.DryRun {
+		// A dry run counts its would-be runs against the budgets, as live
+		// would, without writing budgets.json.
+		e.budgets = o.Budgets.memoryCopy()
+	}
+	e.core = NewCore(CoreOptions{Steps: o.Steps, DryRun: o.DryRun, Recheck: o.Recheck, KeepClosed: o.KeepClosed,
+		RestoreGrace: o.RestoreGrace, Restored: loadIncidents(o.StatePath, o.Logger, o.State, o.Clock.Now())})
 	for name := range o.Steps {
-		e.sems[name] = make(chan struct{}, 1)
 		o.Metrics.init(name)
 	}
 	o.Metrics.engine.Store(e)
 	return e
 }
 
-// Start sets the context incidents run under; cancelling it stops every ladder.
+// Start sets the context attempts run under; cancelling it stops the
+// engine (attempts running or being verified end interrupted).
 func (e *Engine) Start(ctx context.Context) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.ctx = ctx
-	e.mu.Unlock()
+	if !e.o.Sync {
+		e.wg.Add(1)
+		go e.loop(ctx)
+	}
 }
 
-// Wait blocks until every incident goroutine has returned (after ctx ends).
+// Wait blocks until the engine has stopped (after ctx ends) and every
+// running action has returned.
 func (e *Engine) Wait() {
-	e.mu.Lock()
-	e.stopped = true
-	e.mu.Unlock()
 	e.wg.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stop(e.o.Clock.Now())
 }
 
-type incident struct {
-	e      *Engine
-	id     string
-	key    string
-	alert  string
-	ladder []string
-	retry  time.Duration // Alert.RetryExhaustedAfter
-	start  time.Time
-	// done is closed when the alert resolves.
-	done chan struct{}
-
-	mu          sync.Mutex
-	labels      map[string]string
-	annotations map[string]string
-	value       float64
-	state       State
-	heldReason  string    // the guard holding the next attempt (StateHeld)
-	heldMsg     string    // what the guard said
-	attemptNo   int       // current attempt of the step (1-based)
-	maxAttempts int       // the step's attempts
-	nextAt      time.Time // when the next attempt is due (backoff, guard recheck, retry round)
-	step        int       // 1-based
-	action      string
-	attempts    []AttemptView
-	ended       time.Time
-	fixedBy     string
-	lastRan     string // action of the latest attempt that ran
-	round       int    // 1 + how many times an exhausted ladder was walked again
-	running     bool
-	resolved    bool
-	finalized   bool
-	exhaustedAt time.Time // when the ladder was last exhausted
+func (e *Engine) stop(now time.Time) {
+	e.apply(now, e.core.Stop(now))
+	e.stopped = true
 }
 
 // Observe reconciles incidents with the alerts firing at now: new firing
 // alerts with a ladder open incidents; open incidents whose alert no
-// longer fires are resolved.
+// longer fires are resolved; incidents due at now are advanced.
 func (e *Engine) Observe(now time.Time, firing []Alert) {
-	var toFinalize []*incident
-	changed := false
-	defer func() {
-		for _, inc := range toFinalize {
-			inc.finalize(now)
-		}
-		if changed {
-			e.save()
-		}
-	}()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx == nil || e.stopped {
 		return
 	}
-	if e.restoreBy.IsZero() {
-		e.restoreBy = now.Add(e.o.RestoreGrace)
-	}
-	seen := make(map[string]bool, len(firing))
-	for _, a := range firing {
-		if len(a.Ladder) == 0 {
-			continue
-		}
-		seen[a.Key] = true
-		if inc, ok := e.open[a.Key]; ok {
-			inc.mu.Lock()
-			inc.value = a.Value
-			inc.annotations = a.Annotations
-			inc.mu.Unlock()
-			continue
-		}
-		e.seq++
-		inc := &incident{
-			e: e, id: incidentID(now, a.Key, e.seq), key: a.Key, alert: a.Rule, ladder: a.Ladder,
-			retry: a.RetryExhaustedAfter, round: 1, start: now, done: make(chan struct{}), labels: a.Labels, annotations: a.Annotations,
-			value: a.Value, state: StateRemediating, running: true,
-		}
-		from := 0
-		sv, restored := e.restored[a.Key]
-		if restored {
-			delete(e.restored, a.Key)
-			from = inc.restore(sv)
-		}
-		ev := inc.event(now, IncidentOpened, "", 0, 0, 0)
-		if restored {
-			ev.Message = fmt.Sprintf("restored after medic restarted: %s at step %d of %v (round %d), opened %s",
-				sv.State, max(sv.Step, 1), inc.ladder, inc.round, sv.Start.UTC().Format(time.RFC3339))
-			ev.Details = map[string]any{"restored": true, "state": sv.State, "step": sv.Step}
-		}
-		e.open[a.Key] = inc
-		changed = true
-		e.o.Metrics.open.Inc()
-		e.emit(ev)
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			inc.run(e.ctx, from)
-		}()
-	}
-	if len(e.restored) > 0 && !now.Before(e.restoreBy) {
-		for key, sv := range e.restored {
-			delete(e.restored, key)
-			changed = true
-			e.closeRestoredLocked(now, sv)
-		}
-	}
-	for key, inc := range e.open {
-		if seen[key] {
-			continue
-		}
-		delete(e.open, key)
-		changed = true
-		e.closing[inc] = true
-		inc.mu.Lock()
-		inc.resolved = true
-		inc.ended = now
-		close(inc.done)
-		finalize := !inc.running
-		inc.mu.Unlock()
-		if finalize {
-			toFinalize = append(toFinalize, inc)
-		}
-	}
+	e.apply(now, e.core.Observe(now, firing, guards{e}))
+	e.arm()
 }
 
-func incidentID(now time.Time, key string, seq uint64) string {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%d", key, seq)
-	return fmt.Sprintf("%s-%06x", now.UTC().Format("20060102T150405Z"), h.Sum32()&0xffffff)
-}
-
-// finalize records the resolution once, after the ladder goroutine (if
-// any) has stopped touching the incident.
-func (inc *incident) finalize(now time.Time) {
-	e := inc.e
-	inc.mu.Lock()
-	if inc.finalized {
-		inc.mu.Unlock()
+// Advance makes, in order, every decision due up to now (Sync engines:
+// the caller's clock moves time).
+func (e *Engine) Advance(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx == nil || e.stopped {
 		return
 	}
-	inc.finalized = true
-	prev := inc.state
-	inc.state = StateResolved
-	if inc.fixedBy == "" && (prev == StateRemediating || prev == StateHeld) {
-		inc.fixedBy = inc.lastRan
+	for {
+		w, ok := e.core.NextWake()
+		if !ok || w.After(now) {
+			return
+		}
+		e.apply(w, e.core.Tick(w, guards{e}))
+		if w2, ok := e.core.NextWake(); ok && !w2.After(w) {
+			e.o.Logger.Error("remedy: a decision due did not advance; skipping to the next evaluation", "at", w)
+			return
+		}
 	}
-	ev := inc.eventLocked(now, IncidentResolved, inc.fixedBy, 0, 0, 0)
-	ev.Duration = inc.ended.Sub(inc.start).Seconds()
-	if inc.fixedBy != "" {
-		ev.Message = fmt.Sprintf("resolved after %s; fixed by step %d (%s)", inc.ended.Sub(inc.start).Round(time.Millisecond), inc.step, inc.fixedBy)
-	} else {
-		ev.Message = fmt.Sprintf("resolved after %s without a remediation taking effect", inc.ended.Sub(inc.start).Round(time.Millisecond))
-	}
-	ev.Details = map[string]any{"previousState": prev}
-	inc.mu.Unlock()
-	e.o.Metrics.open.Dec()
-	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateResolved.String()).Inc()
+}
+
+// NextWake is when the engine next has a decision due without new input.
+func (e *Engine) NextWake() (time.Time, bool) {
 	e.mu.Lock()
-	delete(e.closing, inc)
-	e.closed = append(e.closed, inc)
-	if len(e.closed) > e.o.KeepClosed {
-		e.closed = e.closed[len(e.closed)-e.o.KeepClosed:]
-	}
-	e.mu.Unlock()
-	e.emit(ev)
-	e.save()
+	defer e.mu.Unlock()
+	return e.core.NextWake()
 }
 
-func (inc *incident) isResolved() bool {
+// loop wakes the core when it asked to be woken, and stops it when ctx ends.
+func (e *Engine) loop(ctx context.Context) {
+	defer e.wg.Done()
+	for {
+		e.mu.Lock()
+		ch := e.timer
+		e.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			e.mu.Lock()
+			e.stop(e.o.Clock.Now())
+			e.mu.Unlock()
+			return
+		case <-e.kick:
+		case <-ch:
+			e.mu.Lock()
+			if e.timer == ch {
+				e.timer, e.armedAt = nil, time.Time{}
+			}
+			now := e.o.Clock.Now()
+			if !e.stopped {
+				e.apply(now, e.core.Tick(now, guards{e}))
+				e.arm()
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// arm sets the engine's timer for the core's next wake-up when that is
+// earlier than the one set (a later timer that fires early only wakes the
+// core to find nothing due). Called with e.mu held.
+func (e *Engine) arm() {
+	if e.o.Sync || e.stopped {
+		return
+	}
+	next, ok := e.core.NextWake()
+	if !ok || (!e.armedAt.IsZero() && !next.Before(e.armedAt)) {
+		return
+	}
+	e.armedAt = next
+	e.timer = e.o.Clock.After(next.Sub(e.o.Clock.Now()))
 	select {
-	case <-inc.done:
-		return true
+	case e.kick <- struct{}{}:
 	default:
-		return false
 	}
 }
 
-// wait sleeps d on the engine clock; false if the alert resolved or ctx ended first.
-func (inc *incident) wait(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-inc.done:
-		return false
-	case <-inc.e.o.Clock.After(d):
-		return true
-	}
-}
-
-// run walks the ladder from step index from (0: step 1) until the alert
-// resolves, the ladder is exhausted (and, with retry, walks it again after
-// the cool-down) or ctx ends. An incident restored as exhausted starts in
-// the cool-down.
-func (inc *incident) run(ctx context.Context, from int) {
-	e := inc.e
-	defer func() {
-		inc.mu.Lock()
-		inc.running = false
-		finalize := inc.resolved
-		inc.mu.Unlock()
-		if finalize {
-			inc.finalize(e.o.Clock.Now())
-		}
-	}()
-	for {
-		inc.mu.Lock()
-		exhaustedAt := inc.exhaustedAt
-		inc.mu.Unlock()
-		if exhaustedAt.IsZero() {
-			if !inc.walkLadder(ctx, from) {
-				return
-			}
-			from = 0
-			exhaustedAt = inc.exhaust()
-		}
-		if inc.retry <= 0 {
-			return
-		}
-		if d := exhaustedAt.Add(inc.retry).Sub(e.o.Clock.Now()); d > 0 && !inc.wait(ctx, d) {
-			return
-		}
-		if ctx.Err() != nil || inc.isResolved() {
-			return
-		}
-		now := e.o.Clock.Now()
-		inc.mu.Lock()
-		inc.state, inc.round, inc.exhaustedAt = StateRemediating, inc.round+1, time.Time{}
-		ev := inc.eventLocked(now, IncidentRetried, "", 0, 0, 0)
-		ev.Message = fmt.Sprintf("still firing %s after the ladder was exhausted; walking it again from step 1 (round %d)", inc.retry, inc.round)
-		ev.Details = map[string]any{"round": inc.round}
-		inc.mu.Unlock()
-		e.emit(ev)
-		e.save()
-	}
-}
-
-// exhaust marks the incident exhausted and reports it; it returns when.
-func (inc *incident) exhaust() time.Time {
-	e := inc.e
-	now := e.o.Clock.Now()
-	inc.mu.Lock()
-	inc.state, inc.exhaustedAt, inc.nextAt = StateExhausted, now, time.Time{}
-	if inc.retry > 0 {
-		inc.nextAt = now.Add(inc.retry)
-	}
-	ev := inc.eventLocked(now, IncidentExhausted, "", 0, 0, 0)
-	if inc.retry > 0 {
-		ev.Message = fmt.Sprintf("every step of the ladder %v was tried; walking it again in %s if the alert still fires", inc.ladder, inc.retry)
-	} else {
-		ev.Message = fmt.Sprintf("every step of the ladder %v was tried; no further action until the alert resolves", inc.ladder)
-	}
-	inc.mu.Unlock()
-	e.o.Metrics.incidents.WithLabelValues(inc.alert, StateExhausted.String()).Inc()
-	e.emit(ev)
-	e.save()
-	return now
-}
-
-// walkLadder runs the steps in order from index from; true when every step
-// escalated (the ladder is exhausted), false when the alert resolved or ctx
-// ended.
-func (inc *incident) walkLadder(ctx context.Context, from int) bool {
-	e := inc.e
-	for i, name := range inc.ladder {
-		if i < from {
-			continue
-		}
-		step := e.o.Steps[name]
-		inc.mu.Lock()
-		inc.step, inc.action = i+1, name
-		inc.mu.Unlock()
-		e.save()
-		if step == nil {
-			continue // config validation forbids this; be safe
-		}
-		if outcome := inc.runStep(ctx, i+1, step); outcome != stepEscalate {
-			return false
-		}
-	}
-	return ctx.Err() == nil && !inc.isResolved()
-}
-
-type stepOutcome int
-
-const (
-	stepEscalate stepOutcome = iota
-	stepFixed                // the alert resolved
-	stepStopped              // ctx ended
-)
-
-func (inc *incident) runStep(ctx context.Context, stepNo int, st *Step) stepOutcome {
-	e := inc.e
-	b := actions.NewBackoff(st.Backoff, e.o.Clock)
-	maxAttempts := max(st.Backoff.Attempts, 1)
-	stateMsg := "" // the last "state" suppression recorded, so a wait is recorded once
-	for attempt := 1; ; attempt++ {
-		inc.mu.Lock()
-		inc.attemptNo, inc.maxAttempts = attempt, maxAttempts
-		inc.mu.Unlock()
-		// Guards: pause, precondition, concurrency and fleet wait; a spent
-		// budget skips the step.
-		release, g := inc.waitForGuards(ctx, stepNo, attempt, maxAttempts, st)
-		switch g {
-		case guardStop:
-			return inc.stopOutcome(ctx)
-		case guardBudget:
-			return stepEscalate
-		}
-		now := e.o.Clock.Now()
-		res, err, ran, stateErr := inc.attempt(ctx, now, stepNo, attempt, maxAttempts, st)
-		if stateErr != nil {
-			// Fail safe: the attempt could not be recorded, so it does not
-			// run; wait and try the same attempt again.
-			release()
-			inc.hold(ReasonState, stateErr.Error(), now.Add(e.o.Recheck))
-			if msg := stateErr.Error(); msg != stateMsg {
-				inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonState, msg)
-				stateMsg = msg
-			}
-			if !inc.wait(ctx, e.o.Recheck) {
-				return inc.stopOutcome(ctx)
-			}
-			attempt--
-			continue
-		}
-		stateMsg = ""
-		if ctx.Err() != nil {
-			release()
-			inc.interrupted(stepNo, attempt, maxAttempts, st, res, err)
-			return stepStopped
-		}
-		// Verify: the alert must stop firing within the window.
-		resolved := inc.isResolved()
-		if !resolved && err == nil {
-			inc.wait(ctx, st.Verify)
-			resolved = inc.isResolved()
-		}
-		release()
-		if ctx.Err() != nil && !resolved {
-			inc.interrupted(stepNo, attempt, maxAttempts, st, res, err)
-			return stepStopped
-		}
-		inc.finishAttempt(stepNo, attempt, maxAttempts, st, res, err, ran, resolved && err == nil)
-		if resolved {
-			return stepFixed
-		}
-		if actions.IsPermanent(err) {
-			return stepEscalate
-		}
-		d, stop := b.Next()
-		if stop {
-			return stepEscalate
-		}
-		inc.proceed(e.o.Clock.Now().Add(d))
-		if !inc.wait(ctx, d) {
-			return inc.stopOutcome(ctx)
-		}
-	}
-}
-
-// hold marks the incident held by a guard until (at least) next.
-func (inc *incident) hold(reason, msg string, next time.Time) {
-	inc.mu.Lock()
-	defer inc.mu.Unlock()
-	if inc.state == StateRemediating || inc.state == StateHeld {
-		inc.state, inc.heldReason, inc.heldMsg, inc.nextAt = StateHeld, reason, msg, next
-	}
-}
-
-// proceed marks the incident remediating, the next attempt due at next
-// (zero: now).
-func (inc *incident) proceed(next time.Time) {
-	inc.mu.Lock()
-	defer inc.mu.Unlock()
-	if inc.state == StateRemediating || inc.state == StateHeld {
-		inc.state, inc.heldReason, inc.heldMsg, inc.nextAt = StateRemediating, "", "", next
-	}
-}
-
-func (inc *incident) stopOutcome(ctx context.Context) stepOutcome {
-	if ctx.Err() != nil {
-		return stepStopped
-	}
-	return stepFixed
-}
-
-type guardOutcome int
-
-const (
-	guardProceed guardOutcome = iota
-	guardStop                 // the alert resolved or ctx ended while waiting
-	guardBudget               // the budget is spent: escalate
-)
-
-// waitForGuards blocks while medic is paused, the step's precondition is
-// unmet, another incident is running the same action, or the fleet has no
-// free slot for it; a spent budget ends the wait with guardBudget. Each new
-// reason to wait is recorded once as a suppression. On guardProceed it
-// returns a release func for the action's concurrency and fleet slots.
-func (inc *incident) waitForGuards(ctx context.Context, stepNo, attempt, maxAttempts int, st *Step) (func(), guardOutcome) {
-	e := inc.e
-	lastReason, lastMsg := "", ""
-	for {
-		now := e.o.Clock.Now()
-		reason, msg := "", ""
-		for _, p := range e.o.Pausers {
-			if paused, why := p.Paused(); paused {
-				reason, msg = ReasonPaused, "paused: "+why
-				break
-			}
-		}
-		if reason == "" {
-			reason, msg = inc.checkRequires(ctx, st, now)
-		}
-		if reason == "" {
-			sem := e.sems[st.Name]
-			select {
-			case sem <- struct{}{}:
-				local := func() { <-sem }
-				if st.Budget != nil {
-					if allowed, _, why := e.o.Budgets.Check(st.Name, st.Budget.Max, st.Budget.Window, now); !allowed {
-						local()
-						inc.proceed(time.Time{})
-						inc.suppress(now, stepNo, attempt, maxAttempts, st, ReasonBudget, why+"; escalating")
-						return nil, guardBudget
-					}
-				}
-				fleet, ok, why := inc.acquireFleet(ctx, st, now)
-				if ok {
-					inc.proceed(time.Time{})
-					return func() { fleet(); local() }, guardProceed
-				}
-				local()
-				reason, msg = ReasonFleet, why
+// apply performs a decision's effects in order. Called with e.mu held.
+func (e *Engine) apply(now time.Time, d Decision) {
+	queue, save := d.Effects, false
+	for len(queue) > 0 {
+		ef := queue[0]
+		queue = queue[1:]
+		switch ef.Kind {
+		case EffectEmit:
+			e.record(ef.Event, ef.Journaled)
+		case EffectRelease:
+			ef.Release()
+		case EffectSave:
+			save = true
+		case EffectRun:
+			st := ef.Run.Step
+			switch {
+			case e.o.DryRun:
+				r := AttemptResult{Run: ef.Run.ID, Result: actions.Result{Message: fmt.Sprintf("dry run: would run %s action %s", st.Kind, st.Name)}}
+				queue = append(e.core.Finish(now, r, guards{e}).Effects, queue...)
+			case e.o.Sync:
+				r := e.run(ef.Run)
+				queue = append(e.core.Finish(now, r, guards{e}).Effects, queue...)
 			default:
-				reason, msg = ReasonConcurrency, fmt.Sprintf("action %s is running for another incident; waiting", st.Name)
-			}
-		}
-		inc.hold(reason, msg, now.Add(e.o.Recheck))
-		// A fleet wait is recorded again when its holders change, so the
-		// audit log shows who held the slots.
-		if reason != lastReason || (reason == ReasonFleet && msg != lastMsg) {
-			inc.suppress(now, stepNo, attempt, maxAttempts, st, reason, msg)
-			lastReason, lastMsg = reason, msg
-		}
-		if !inc.wait(ctx, e.o.Recheck) {
-			return nil, guardStop
-		}
-	}
-}
-
-// checkRequires evaluates st's requirements in order and returns the
-// suppression reason and message of the first that holds the step back
-// ("" when all hold).
-func (inc *incident) checkRequires(ctx context.Context, st *Step, now time.Time) (reason, msg string) {
-	e := inc.e
-	if e.o.Precondition == nil {
-		return "", ""
-	}
-	for _, r := range st.Requires {
-		ok, detail, err := e.o.Precondition(ctx, r, now)
-		switch {
-		case err != nil && r.OnError == OnErrorProceed:
-			e.o.Logger.Warn("precondition could not be evaluated; proceeding (onError: proceed)",
-				"action", st.Name, "expr", r.Expr, "source", r.Source, "err", err)
-		case err != nil:
-			return r.SuppressReason(), fmt.Sprintf("precondition %s could not be evaluated: %v; waiting", r, err)
-		case !ok && detail != "":
-			return r.SuppressReason(), fmt.Sprintf("precondition %s not met: %s; waiting", r, detail)
-		case !ok:
-			return r.SuppressReason(), fmt.Sprintf("precondition %s not met; waiting", r)
-		}
-	}
-	return "", ""
-}
-
-// acquireFleet takes a fleet slot for st when it has a fleet limit and
-// medic runs in a fleet; ok=false with the reason otherwise.
-func (inc *incident) acquireFleet(ctx context.Context, st *Step, now time.Time) (release func(), ok bool, why string) {
-	e := inc.e
-	if st.Fleet == nil || e.o.Fleet == nil {
-		return func() {}, true, ""
-	}
-	release, ok, msg, err := e.o.Fleet.Acquire(ctx, st.Name, *st.Fleet, now, e.o.DryRun)
-	switch {
-	case err != nil && st.FleetFailOpen:
-		e.o.Logger.Warn("fleet limit could not be checked; proceeding (onAPIError: proceed)", "action", st.Name, "err", err)
-		return func() {}, true, ""
-	case err != nil:
-		return nil, false, fmt.Sprintf("fleet limit could not be checked: %v; waiting", err)
-	case !ok:
-		return nil, false, msg + "; waiting"
-	}
-	if release == nil {
-		release = func() {}
-	}
-	return release, true, ""
-}
-
-// suppress records a suppressed attempt.
-func (inc *incident) suppress(now time.Time, stepNo, attempt, maxAttempts int, st *Step, reason, msg string) {
-	e := inc.e
-	inc.mu.Lock()
-	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: stepNo, Attempt: attempt,
-		MaxAttempts: maxAttempts, StartedAt: now, FinishedAt: now, Result: ResultSuppressed, Reason: reason,
-		Message: msg, Value: inc.value})
-	ev := inc.eventLocked(now, RemediationSuppress, st.Name, stepNo, attempt, maxAttempts)
-	inc.mu.Unlock()
-	ev.Result, ev.Reason, ev.Message = ResultSuppressed, reason, msg
-	e.o.Metrics.suppressed.WithLabelValues(st.Name, reason).Inc()
-	e.o.Metrics.attempts.WithLabelValues(st.Name, ResultSuppressed).Inc()
-	e.emit(ev)
-}
-
-// attempt runs the action once (or, in dry run, records what it would do).
-// Before a real run it records the run in the budget and its start in the
-// journal, each durably; when either fails it returns stateErr and the
-// action does not run (a budget run already recorded stays recorded: the
-// safe side).
-func (inc *incident) attempt(ctx context.Context, now time.Time, stepNo, attempt, maxAttempts int, st *Step) (res actions.Result, err error, ran bool, stateErr error) {
-	e := inc.e
-	inc.mu.Lock()
-	ai := actions.Incident{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels),
-		Annotations: maps.Clone(inc.annotations), Value: inc.value, Step: stepNo, Action: st.Name,
-		Attempt: attempt, MaxAttempts: maxAttempts, Started: inc.start, DryRun: e.o.DryRun}
-	ev := inc.eventLocked(now, RemediationStarted, st.Name, stepNo, attempt, maxAttempts)
-	inc.mu.Unlock()
-	ev.DryRun = e.o.DryRun
-	ev.Message = fmt.Sprintf("%s attempt %d/%d (step %d, %s)", st.Name, attempt, maxAttempts, stepNo, st.Backoff)
-
-	if !e.o.DryRun {
-		if st.Budget != nil {
-			err := e.o.Budgets.Consume(st.Name, now, st.Budget.Window)
-			if e.o.State.Report(FileBudgets, err, now) && err == nil {
-				e.o.Logger.Info("recording budget runs works again", "action", st.Name)
-			}
-			if err != nil {
-				e.o.Logger.Error("budget run could not be recorded; not acting", "action", st.Name, "err", err)
-				return res, nil, false, fmt.Errorf("not run: the budget run could not be recorded durably (%v); retrying every %s", err, e.o.Recheck)
-			}
-		}
-		if e.o.Journal != nil {
-			if err := e.appendJournal(ev); err != nil {
-				return res, nil, false, fmt.Errorf("not run: its start could not be written to the audit log (%v); retrying every %s", err, e.o.Recheck)
+				e.wg.Add(1)
+				go e.runAsync(ef.Run)
 			}
 		}
 	}
-	inc.mu.Lock()
-	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: stepNo, Attempt: attempt,
-		MaxAttempts: maxAttempts, StartedAt: now, Result: "running", Value: inc.value, DryRun: e.o.DryRun})
-	if !e.o.DryRun {
-		inc.lastRan = st.Name
+	if save {
+		e.save(now)
 	}
-	inc.mu.Unlock()
-	if e.o.DryRun {
-		e.emit(ev)
-		return actions.Result{Message: fmt.Sprintf("dry run: would run %s action %s", st.Kind, st.Name)}, nil, false, nil
-	}
-	if e.o.Journal == nil {
-		e.emit(ev)
-	} else {
-		e.emitSinks(ev) // already in the journal
-	}
+}
+
+// run runs an attempt's action and returns its (redacted) result.
+func (e *Engine) run(r *Run) AttemptResult {
+	st := r.Step
 	start := time.Now()
-	res, err = safeRun(ctx, st.Action, ai)
+	res, err := safeRun(e.ctx, st.Action, r.Incident)
 	e.o.Metrics.duration.WithLabelValues(st.Name).Observe(time.Since(start).Seconds())
 	// Nothing of the output leaves here unredacted (status, audit,
 	// incidents.json, Events and logs all take it from res).
 	res = st.Output.Apply(res)
 	if err != nil {
-		err = fmt.Errorf("%s: attempt %d/%d: %w", st.Name, attempt, maxAttempts, err)
+		err = fmt.Errorf("%s: attempt %d/%d: %w", st.Name, r.Incident.Attempt, r.Incident.MaxAttempts, err)
 	}
-	return res, err, true, nil
+	return AttemptResult{Run: r.ID, Result: res, Err: err, Ran: true}
+}
+
+func (e *Engine) runAsync(r *Run) {
+	defer e.wg.Done()
+	res := e.run(r)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.o.Clock.Now()
+	if e.ctx.Err() != nil && !e.stopped {
+		e.stop(now)
+	}
+	e.apply(now, e.core.Finish(now, res, guards{e}))
+	e.arm()
 }
 
 // safeRun turns an action's panic into a permanent error.
@@ -847,109 +445,121 @@ func safeRun(ctx context.Context, a actions.Action, inc actions.Incident) (res a
 	return a.Run(ctx, inc)
 }
 
-// interrupted ends an attempt that medic's shutdown cut short (during the
-// action or its verification) with a failed/interrupted record carrying
-// the output, so every started attempt has an end record in the audit log.
-func (inc *incident) interrupted(stepNo, attempt, maxAttempts int, st *Step, res actions.Result, err error) {
-	e := inc.e
-	now := e.o.Clock.Now()
-	msg := "medic stopped during this attempt"
-	switch {
-	case err != nil:
-		msg += ": " + st.Output.Redact(err.Error())
-	case res.Message != "":
-		msg += " (before verification ended); the action said: " + res.Message
-	default:
-		msg += " (before verification ended)"
-	}
-	inc.mu.Lock()
-	for i := len(inc.attempts) - 1; i >= 0; i-- {
-		a := &inc.attempts[i]
-		if a.Step == stepNo && a.Attempt == attempt && a.Result == "running" {
-			a.FinishedAt, a.Result, a.Reason, a.Message, a.Output, a.Details = now, ResultFailed, ReasonInterrupted, msg, res.Output, res.Details
-			break
-		}
-	}
-	ev := inc.eventLocked(now, RemediationFailed, st.Name, stepNo, attempt, maxAttempts)
-	inc.mu.Unlock()
-	ev.Result, ev.Reason, ev.Message, ev.Output, ev.Details, ev.DryRun = ResultFailed, ReasonInterrupted, msg, res.Output, res.Details, e.o.DryRun
-	e.o.Metrics.attempts.WithLabelValues(st.Name, ResultFailed).Inc()
-	e.emit(ev)
-	e.save()
+// guards answers the core's questions from the engine's options.
+type guards struct{ e *Engine }
+
+var _ Guards = guards{}
+
+// PauserAt is a Pauser that answers for a given time (replay's recorded
+// pause windows); the engine prefers it to Paused.
+type PauserAt interface {
+	PausedAt(now time.Time) (bool, string)
 }
 
-func (inc *incident) finishAttempt(stepNo, attempt, maxAttempts int, st *Step, res actions.Result, err error, ran, fixed bool) {
-	e := inc.e
-	now := e.o.Clock.Now()
-	result, reason, evType := ResultFailed, "", RemediationFailed
-	msg := res.Message
-	switch {
-	case !ran && e.o.DryRun:
-		result, reason, evType = ResultSuppressed, ReasonDryRun, RemediationSuppress
-		if fixed {
-			msg += "; the alert resolved on its own"
-		} else {
-			msg += fmt.Sprintf("; alert still firing after verify %s", st.Verify)
+func (g guards) Paused(now time.Time) (bool, string) {
+	for _, p := range g.e.o.Pausers {
+		if pa, ok := p.(PauserAt); ok {
+			if paused, why := pa.PausedAt(now); paused {
+				return true, why
+			}
+			continue
 		}
-	case fixed:
-		result, evType = ResultSucceeded, RemediationSuccess
-		if msg == "" {
-			msg = "ok"
-		}
-		msg += "; verified: alert resolved"
-	case err != nil && actions.IsPermanent(err):
-		reason = ReasonPermanent
-		msg = st.Output.Redact(err.Error())
-	case err != nil:
-		reason = ReasonError
-		msg = st.Output.Redact(err.Error())
-	default:
-		reason = ReasonVerify
-		if msg != "" {
-			msg += "; "
-		}
-		msg += fmt.Sprintf("alert still firing after verify %s", st.Verify)
-	}
-	inc.mu.Lock()
-	for i := len(inc.attempts) - 1; i >= 0; i-- {
-		a := &inc.attempts[i]
-		if a.Step == stepNo && a.Attempt == attempt && a.Result == "running" {
-			a.FinishedAt, a.Result, a.Reason, a.Message, a.Output, a.Details = now, result, reason, msg, res.Output, res.Details
-			break
+		if paused, why := p.Paused(); paused {
+			return true, why
 		}
 	}
-	if fixed && ran {
-		inc.fixedBy = st.Name
-	}
-	ev := inc.eventLocked(now, evType, st.Name, stepNo, attempt, maxAttempts)
-	inc.mu.Unlock()
-	ev.Result, ev.Reason, ev.Message, ev.Output, ev.Details, ev.DryRun = result, reason, msg, res.Output, res.Details, !ran && e.o.DryRun
-	e.o.Metrics.attempts.WithLabelValues(st.Name, result).Inc()
-	if result == ResultSuppressed {
-		e.o.Metrics.suppressed.WithLabelValues(st.Name, reason).Inc()
-	}
-	e.emit(ev)
+	return false, ""
 }
 
-func (inc *incident) event(now time.Time, t EventType, action string, step, attempt, maxAttempts int) Event {
-	inc.mu.Lock()
-	defer inc.mu.Unlock()
-	return inc.eventLocked(now, t, action, step, attempt, maxAttempts)
+func (g guards) Precondition(st *Step, r Requirement, now time.Time) (bool, string, error) {
+	if g.e.o.Precondition == nil {
+		return true, "", nil
+	}
+	ok, detail, err := g.e.o.Precondition(g.e.ctx, r, now)
+	if err != nil && r.OnError == OnErrorProceed {
+		g.e.o.Logger.Warn("precondition could not be evaluated; proceeding (onError: proceed)",
+			"action", st.Name, "expr", r.Expr, "source", r.Source, "err", err)
+	}
+	return ok, detail, err
 }
 
-func (inc *incident) eventLocked(now time.Time, t EventType, action string, step, attempt, maxAttempts int) Event {
-	return Event{Time: now, Type: t, IncidentID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels),
-		Value: inc.value, Action: action, Step: step, Attempt: attempt, MaxAttempts: maxAttempts}
+func (g guards) Budget(st *Step, now time.Time) (bool, string) {
+	ok, _, why := g.e.budgets.Check(st.Name, st.Budget.Max, st.Budget.Window, now)
+	return ok, why
 }
 
-// emit records ev in the journal (a failure is logged and shown as a
-// state problem; the event still reaches the log and the sinks), then in
-// the log and every sink.
-func (e *Engine) emit(ev Event) {
-	if e.o.Journal != nil {
+func (g guards) Fleet(st *Step, now time.Time) (func(), bool, string, error) {
+	e := g.e
+	if e.o.Fleet == nil {
+		return nil, true, "", nil
+	}
+	release, ok, msg, err := e.o.Fleet.Acquire(e.ctx, st.Name, *st.Fleet, now, e.o.DryRun)
+	if err != nil && st.FleetFailOpen {
+		e.o.Logger.Warn("fleet limit could not be checked; proceeding (onAPIError: proceed)", "action", st.Name, "err", err)
+	}
+	return release, ok, msg, err
+}
+
+// Record is the write-ahead: the budget run (budgets.json; a dry run
+// counts it in memory) and the start record in the journal, each durably.
+// When either fails the action does not run (a budget run already
+// recorded stays recorded: the safe side).
+func (g guards) Record(st *Step, start Event, now time.Time) (bool, error) {
+	e := g.e
+	if st.Budget != nil {
+		err := e.budgets.Consume(st.Name, now, st.Budget.Window)
+		if !e.o.DryRun && e.o.State.Report(FileBudgets, err, now) && err == nil {
+			e.o.Logger.Info("recording budget runs works again", "action", st.Name)
+		}
+		if err != nil {
+			e.o.Logger.Error("budget run could not be recorded; not acting", "action", st.Name, "err", err)
+			return false, fmt.Errorf("not run: the budget run could not be recorded durably (%v); retrying every %s", err, e.o.Recheck)
+		}
+	}
+	if e.o.Journal == nil {
+		return false, nil
+	}
+	if err := e.appendJournal(start); err != nil {
+		return false, fmt.Errorf("not run: its start could not be written to the audit log (%v); retrying every %s", err, e.o.Recheck)
+	}
+	return true, nil
+}
+
+// record sends ev to the journal (unless it is there already; a failure is
+// logged and shown as a state problem, the event still reaches the log and
+// the sinks), the log, every sink and the metrics.
+func (e *Engine) record(ev Event, journaled bool) {
+	if e.o.Journal != nil && !journaled {
 		_ = e.appendJournal(ev)
 	}
-	e.emitSinks(ev)
+	e.count(ev)
+	e.log(ev)
+	for _, s := range e.o.Sinks {
+		s.Record(ev)
+	}
+}
+
+// count updates the metrics for ev.
+func (e *Engine) count(ev Event) {
+	m := e.o.Metrics
+	switch ev.Type {
+	case IncidentOpened:
+		m.open.Inc()
+	case RemediationSuppress:
+		m.suppressed.WithLabelValues(ev.Action, ev.Reason).Inc()
+		m.attempts.WithLabelValues(ev.Action, ResultSuppressed).Inc()
+	case RemediationSuccess:
+		m.attempts.WithLabelValues(ev.Action, ResultSucceeded).Inc()
+	case RemediationFailed:
+		m.attempts.WithLabelValues(ev.Action, ResultFailed).Inc()
+	case IncidentExhausted:
+		m.incidents.WithLabelValues(ev.Alert, StateExhausted.String()).Inc()
+	case IncidentResolved:
+		m.incidents.WithLabelValues(ev.Alert, StateResolved.String()).Inc()
+		if ev.Details["restored"] != true { // a restored incident closed unseen was never open here
+			m.open.Dec()
+		}
+	}
 }
 
 // appendJournal appends ev to the journal and reports the outcome to
@@ -964,13 +574,6 @@ func (e *Engine) appendJournal(ev Event) error {
 		}
 	}
 	return err
-}
-
-func (e *Engine) emitSinks(ev Event) {
-	e.log(ev)
-	for _, s := range e.o.Sinks {
-		s.Record(ev)
-	}
 }
 
 func (e *Engine) log(ev Event) {
@@ -1046,51 +649,13 @@ type IncidentView struct {
 // openByState counts open incidents by state.
 func (e *Engine) openByState() map[State]int {
 	e.mu.Lock()
-	list := make([]*incident, 0, len(e.open))
-	for _, inc := range e.open {
-		list = append(list, inc)
-	}
-	e.mu.Unlock()
-	out := map[State]int{}
-	for _, inc := range list {
-		inc.mu.Lock()
-		out[inc.state]++
-		inc.mu.Unlock()
-	}
-	return out
+	defer e.mu.Unlock()
+	return e.core.openByState()
 }
 
 // Incidents returns open incidents then recently closed ones, newest first.
 func (e *Engine) Incidents() []IncidentView {
 	e.mu.Lock()
-	list := make([]*incident, 0, len(e.open)+len(e.closed))
-	for _, inc := range e.open {
-		list = append(list, inc)
-	}
-	for inc := range e.closing {
-		list = append(list, inc)
-	}
-	list = append(list, e.closed...)
-	e.mu.Unlock()
-	out := make([]IncidentView, 0, len(list))
-	for _, inc := range list {
-		inc.mu.Lock()
-		v := IncidentView{ID: inc.id, Alert: inc.alert, Labels: maps.Clone(inc.labels), Annotations: maps.Clone(inc.annotations),
-			State: inc.state, Step: inc.step, Attempt: inc.attemptNo, MaxAttempts: inc.maxAttempts, HeldReason: inc.heldReason,
-			HeldMessage: inc.heldMsg, NextAttemptAt: inc.nextAt, Action: inc.action, Ladder: inc.ladder, Value: inc.value, Started: inc.start,
-			Ended: inc.ended, FixedBy: inc.fixedBy, Round: inc.round, Attempts: append([]AttemptView{}, inc.attempts...)}
-		if inc.finalized {
-			v.Duration = inc.ended.Sub(inc.start).Seconds()
-		}
-		inc.mu.Unlock()
-		out = append(out, v)
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		oi, oj := out[i].State != StateResolved, out[j].State != StateResolved
-		if oi != oj {
-			return oi
-		}
-		return out[i].Started.After(out[j].Started)
-	})
-	return out
+	defer e.mu.Unlock()
+	return e.core.Incidents()
 }

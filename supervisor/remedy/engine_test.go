@@ -88,7 +88,21 @@ func constant(d time.Duration, attempts int) actions.BackoffConfig {
 	return actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(d), Attempts: attempts}
 }
 
+// newFixture steps a Sync engine: decisions at chosen timestamps.
 func newFixture(t *testing.T, o Options) *fixture {
+	t.Helper()
+	o.Sync = true
+	return startFixture(t, o)
+}
+
+// newLiveFixture runs a live engine (actions in goroutines, its own timer).
+func newLiveFixture(t *testing.T, o Options) *fixture {
+	t.Helper()
+	o.Sync = false
+	return startFixture(t, o)
+}
+
+func startFixture(t *testing.T, o Options) *fixture {
 	t.Helper()
 	base := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
 	f := &fixture{t: t, clk: clock.NewFake(base), rec: newRecorder(), now: base}
@@ -114,13 +128,11 @@ func (f *fixture) fire(ladder ...string) {
 
 func (f *fixture) resolve() { f.e.Observe(f.clk.Now(), nil) }
 
-// advance waits until n timers are pending, then moves the clock by d.
-func (f *fixture) advance(n int, d time.Duration) {
+// advance moves the clock by d and makes every decision due on the way.
+func (f *fixture) advance(d time.Duration) {
 	f.t.Helper()
-	if !f.clk.BlockUntil(n, 5*time.Second) {
-		f.t.Fatalf("engine did not reach a wait (%d timers pending)", f.clk.Waiters())
-	}
 	f.clk.Advance(d)
+	f.e.Advance(f.clk.Now())
 }
 
 func (f *fixture) incident() IncidentView {
@@ -139,8 +151,7 @@ func TestFirstAttemptFixes(t *testing.T) {
 	}})
 	f.fire("fix")
 	f.rec.next(t, RemediationStarted)
-	f.clk.BlockUntil(1, 5*time.Second) // verifying
-	f.clk.Advance(12 * time.Second)
+	f.advance(12 * time.Second)
 	f.resolve()
 	ev := f.rec.next(t, RemediationSuccess)
 	if ev.Attempt != 1 || ev.Result != ResultSucceeded {
@@ -167,21 +178,20 @@ func TestStepThatDoesNotFixRetriesThenEscalates(t *testing.T) {
 	}})
 	f.fire("reconnect", "restart")
 	f.rec.next(t, RemediationStarted)
-	f.advance(1, 5*time.Second) // verify of attempt 1 ends: still firing
+	f.advance(5 * time.Second) // verify of attempt 1 ends: still firing
 	if ev := f.rec.next(t, RemediationFailed); ev.Reason != ReasonVerify || ev.Attempt != 1 {
 		t.Fatalf("attempt 1: %+v", ev)
 	}
-	f.advance(1, 10*time.Second) // backoff
+	f.advance(10 * time.Second) // backoff
 	if ev := f.rec.next(t, RemediationStarted); ev.Action != "reconnect" || ev.Attempt != 2 {
 		t.Fatalf("attempt 2: %+v", ev)
 	}
-	f.advance(1, 5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationFailed)
 	// Attempts spent: escalate at once to restart.
 	if ev := f.rec.next(t, RemediationStarted); ev.Action != "restart" || ev.Step != 2 || ev.Attempt != 1 {
 		t.Fatalf("escalation: %+v", ev)
 	}
-	f.clk.BlockUntil(1, 5*time.Second)
 	f.resolve()
 	f.rec.next(t, RemediationSuccess)
 	f.rec.next(t, IncidentResolved)
@@ -221,9 +231,9 @@ func TestRetryableErrorFollowsBackoffThenExhausts(t *testing.T) {
 	}})
 	f.fire("flaky")
 	f.rec.next(t, RemediationFailed)
-	f.advance(1, time.Second) // exponential: 1s, then 2s
+	f.advance(time.Second) // exponential: 1s, then 2s
 	f.rec.next(t, RemediationFailed)
-	f.advance(1, 2*time.Second)
+	f.advance(2 * time.Second)
 	f.rec.next(t, RemediationFailed)
 	ex := f.rec.next(t, IncidentExhausted)
 	if ex.IncidentID == "" {
@@ -237,7 +247,7 @@ func TestRetryableErrorFollowsBackoffThenExhausts(t *testing.T) {
 	}
 	// Exhausted: nothing more runs while it keeps firing.
 	f.fire("flaky")
-	f.clk.Advance(time.Hour)
+	f.advance(time.Hour)
 	f.resolve()
 	res := f.rec.next(t, IncidentResolved)
 	if res.Details["previousState"] != StateExhausted {
@@ -257,13 +267,13 @@ func TestDryRunRecordsButDoesNotAct(t *testing.T) {
 	if ev := f.rec.next(t, RemediationStarted); !ev.DryRun {
 		t.Fatalf("started event not marked dry run: %+v", ev)
 	}
-	f.advance(1, 10*time.Second)
+	f.advance(10 * time.Second)
 	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonDryRun {
 		t.Fatalf("want dryRun suppression, got %+v", ev)
 	}
-	f.advance(1, time.Second)
+	f.advance(time.Second)
 	f.rec.next(t, RemediationStarted)
-	f.advance(1, 10*time.Second)
+	f.advance(10 * time.Second)
 	f.rec.next(t, RemediationSuppress)
 	f.rec.next(t, IncidentExhausted)
 	if act.calls.Load() != 0 {
@@ -287,13 +297,13 @@ func TestPausedWaitsWithoutSpendingAttempts(t *testing.T) {
 		t.Fatalf("want paused, got %+v", ev)
 	}
 	for range 3 { // several rechecks: suppression recorded once, nothing runs
-		f.advance(1, 5*time.Second)
+		f.advance(5 * time.Second)
 	}
 	if act.calls.Load() != 0 {
 		t.Fatal("ran while paused")
 	}
 	p.on.Store(false)
-	f.advance(1, 5*time.Second)
+	f.advance(5 * time.Second)
 	if ev := f.rec.next(t, RemediationStarted); ev.Attempt != 1 {
 		t.Fatalf("after unpause: %+v", ev)
 	}
@@ -328,7 +338,7 @@ func TestPreconditionHoldsTheLadder(t *testing.T) {
 		t.Fatalf("want precondition, got %+v", ev)
 	}
 	for range 5 {
-		f.advance(1, 5*time.Second)
+		f.advance(5 * time.Second)
 	}
 	if act.calls.Load() != 0 {
 		t.Fatal("restart ran while the server was unreachable")
@@ -337,9 +347,8 @@ func TestPreconditionHoldsTheLadder(t *testing.T) {
 		t.Fatalf("ladder did not wait (held on the precondition): %s %q", inc.State, inc.HeldReason)
 	}
 	reachable.Store(true)
-	f.advance(1, 5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationStarted)
-	f.clk.BlockUntil(1, 5*time.Second) // the attempt ran and is being verified
 	if act.calls.Load() != 1 {
 		t.Fatalf("calls %d", act.calls.Load())
 	}
@@ -373,8 +382,8 @@ func TestRequirementErrorHoldsByDefault(t *testing.T) {
 		!strings.Contains(ev.Message, "source fleet") {
 		t.Fatalf("want a precondition hold saying it could not be evaluated, got %+v", ev)
 	}
-	f.advance(1, 5*time.Second)
-	f.advance(1, 5*time.Second)
+	f.advance(5*time.Second)
+	f.advance(5*time.Second)
 	if act.calls.Load() != 0 {
 		t.Fatal("restart ran while its requirement could not be evaluated (onError: hold)")
 	}
@@ -382,7 +391,7 @@ func TestRequirementErrorHoldsByDefault(t *testing.T) {
 		t.Fatalf("not held: %s %q", inc.State, inc.HeldReason)
 	}
 	broken.Store(false)
-	f.advance(1, 5*time.Second)
+	f.advance(5*time.Second)
 	f.rec.next(t, RemediationStarted)
 }
 
@@ -391,7 +400,6 @@ func TestRequirementErrorProceeds(t *testing.T) {
 		func(r Requirement) (bool, string, error) { return false, "", errors.New("timeout") })
 	f.fire("restart")
 	f.rec.next(t, RemediationStarted)
-	f.clk.BlockUntil(1, 5*time.Second) // the attempt ran and is being verified
 	if act.calls.Load() != 1 {
 		t.Fatalf("calls %d, want 1 (onError: proceed)", act.calls.Load())
 	}
@@ -420,8 +428,8 @@ func TestFleetOutageRequirement(t *testing.T) {
 		t.Fatalf("want a fleet-outage hold with the detail, got %+v", ev)
 	}
 	share.Store(40) // a new count is not recorded again: one record per reason
-	f.advance(1, 5*time.Second)
-	f.advance(1, 5*time.Second)
+	f.advance(5*time.Second)
+	f.advance(5*time.Second)
 	if act.calls.Load() != 0 {
 		t.Fatal("restart ran during a fleet outage")
 	}
@@ -433,7 +441,7 @@ func TestFleetOutageRequirement(t *testing.T) {
 		t.Fatalf("not held on fleet-outage with the current count: %s %q %q", inc.State, inc.HeldReason, inc.HeldMessage)
 	}
 	share.Store(2)
-	f.advance(1, 5*time.Second)
+	f.advance(5*time.Second)
 	f.rec.next(t, RemediationStarted)
 }
 
@@ -450,12 +458,12 @@ func TestEveryRequirementMustHold(t *testing.T) {
 	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, `"a"`) {
 		t.Fatalf("want the first requirement to hold it, got %+v", ev)
 	}
-	f.advance(1, 5*time.Second)
+	f.advance(5*time.Second)
 	if act.calls.Load() != 0 {
 		t.Fatal("ran while one of two requirements was unmet")
 	}
 	local.Store(true)
-	f.advance(1, 5*time.Second)
+	f.advance(5*time.Second)
 	f.rec.next(t, RemediationStarted)
 }
 
@@ -476,7 +484,7 @@ func TestBudgetIsPersistedAndStopsTheFourthRun(t *testing.T) {
 		f.fire("restart")
 		if wantRun {
 			f.rec.next(t, RemediationStarted)
-			f.advance(1, 10*time.Second) // verify ends, still firing
+			f.advance(10 * time.Second) // verify ends, still firing
 		} else if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonBudget {
 			t.Fatalf("want budget suppression, got %+v", ev)
 		}
@@ -493,33 +501,74 @@ func TestBudgetIsPersistedAndStopsTheFourthRun(t *testing.T) {
 	run(true, 61*time.Minute) // the first run left the window
 }
 
+// TestOneRemediationPerActionAtATime: while an action runs for one
+// incident (live: in its goroutine, blocked here), another incident's
+// attempt of the same action waits (concurrency) and runs once the first
+// attempt has ended, verification included.
 func TestOneRemediationPerActionAtATime(t *testing.T) {
-	release := make(chan struct{})
+	release, started := make(chan struct{}), make(chan struct{}, 2)
+	defer close(release)
 	slow := &funcAction{}
-	slow.fn = func(int) error { <-release; return nil }
-	f := newFixture(t, Options{Steps: map[string]*Step{
+	slow.fn = func(int) error { started <- struct{}{}; <-release; return nil }
+	f := newLiveFixture(t, Options{Steps: map[string]*Step{
 		"restart": {Name: "restart", Action: slow, Backoff: constant(time.Second, 1), Verify: time.Second},
 	}})
-	defer close(release)
 	a, b := alert, alert
 	a.Ladder, b.Ladder = []string{"restart"}, []string{"restart"}
 	b.Key, b.Labels = "SyncFailing{host=b}", map[string]string{"alertname": "SyncFailing", "host": "b"}
+	// One Observe decides both: a starts (its action blocks), b waits.
 	f.e.Observe(f.clk.Now(), []Alert{a, b})
-	// The two events race; wait for both in any order.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		got := f.rec.types()
-		if countOf(got, "RemediationStarted") == 1 && countOf(got, "RemediationSuppressed(concurrency)") == 1 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	if got := f.rec.types(); fmt.Sprint(got) != "[IncidentOpened IncidentOpened RemediationStarted RemediationSuppressed(concurrency)]" {
+		t.Fatalf("events %v", got)
 	}
-	got := f.rec.types()
-	if countOf(got, "RemediationStarted") != 1 || countOf(got, "RemediationSuppressed(concurrency)") != 1 {
-		t.Fatalf("want one start and one concurrency suppression, got %v", got)
+	if inc := f.e.Incidents(); inc[0].State == inc[1].State {
+		t.Fatalf("states %s and %s: want one remediating, one held", inc[0].State, inc[1].State)
 	}
+	f.clk.Advance(5 * time.Second) // b's re-check comes due while a still runs
+	f.e.Observe(f.clk.Now(), []Alert{a, b})
+	if got := f.rec.types(); countOf(got, "RemediationStarted") != 1 || countOf(got, "RemediationSuppressed(concurrency)") != 1 {
+		t.Fatalf("want one start and one concurrency suppression (recorded once), got %v", got)
+	}
+	<-started
 	if slow.calls.Load() != 1 {
 		t.Fatalf("both incidents ran restart at once")
+	}
+}
+
+// TestConcurrencySlotHeldThroughVerify (at chosen timestamps): the slot
+// is held while the action is verified and given back when the attempt
+// ends; the waiting incident runs at its next re-check.
+func TestConcurrencySlotHeldThroughVerify(t *testing.T) {
+	act := &funcAction{}
+	f := newFixture(t, Options{Steps: map[string]*Step{
+		"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 7 * time.Second},
+	}})
+	a, b := alert, alert
+	a.Ladder, b.Ladder = []string{"restart"}, []string{"restart"}
+	b.Key, b.Labels = "SyncFailing{host=b}", map[string]string{"alertname": "SyncFailing", "host": "b"}
+	both := []Alert{a, b}
+	steps := []struct {
+		at   time.Duration
+		want string // events since the previous step
+	}{
+		{0, "[IncidentOpened IncidentOpened RemediationStarted RemediationSuppressed(concurrency)]"},
+		{5 * time.Second, "[]"}, // b re-checks: a is verified, still waiting
+		{7 * time.Second, "[RemediationFailed(verify) IncidentExhausted]"}, // a's verify ends: slot free
+		{10 * time.Second, "[RemediationStarted]"},                         // b's next re-check runs it
+	}
+	seen := 0
+	for _, s := range steps {
+		f.clk.Set(f.now.Add(s.at))
+		f.e.Advance(f.clk.Now())
+		f.e.Observe(f.clk.Now(), both)
+		got := f.rec.types()
+		if fmt.Sprint(got[seen:]) != s.want {
+			t.Fatalf("at +%s: events %v, want %s", s.at, got[seen:], s.want)
+		}
+		seen = len(got)
+	}
+	if act.calls.Load() != 2 {
+		t.Fatalf("calls %d", act.calls.Load())
 	}
 }
 
@@ -548,14 +597,14 @@ func TestExhaustedLadderIsWalkedAgainAfterRetryExhaustedAfter(t *testing.T) {
 	}
 
 	// Still firing during the cool-down: nothing runs.
-	f.advance(1, 29*time.Minute)
+	f.advance(29 * time.Minute)
 	f.e.Observe(f.clk.Now(), []Alert{a})
 	if n := first.calls.Load() + second.calls.Load(); n != 2 {
 		t.Fatalf("%d runs during the cool-down, want 2 (round 1 only)", n)
 	}
 
 	// The cool-down passes: round 2 from step 1.
-	f.advance(1, time.Minute)
+	f.advance(time.Minute)
 	rt := f.rec.next(t, IncidentRetried)
 	if rt.Details["round"] != 2 {
 		t.Fatalf("retried event %+v", rt)
@@ -569,10 +618,10 @@ func TestExhaustedLadderIsWalkedAgainAfterRetryExhaustedAfter(t *testing.T) {
 
 	// Round 3 fixes it: first succeeds and the alert resolves while verifying.
 	first.fn = nil
-	f.advance(1, 30*time.Minute)
+	f.advance(30 * time.Minute)
 	f.rec.next(t, IncidentRetried)
 	f.rec.next(t, RemediationStarted)
-	f.advance(1, time.Second) // into verify
+	f.advance(time.Second) // into verify
 	f.resolve()
 	res := f.rec.next(t, IncidentResolved)
 	if res.Action != "first" {
@@ -594,12 +643,12 @@ func TestResolvedDuringCooldown(t *testing.T) {
 	a.Ladder, a.RetryExhaustedAfter = []string{"only"}, 10*time.Minute
 	f.e.Observe(f.clk.Now(), []Alert{a})
 	f.rec.next(t, IncidentExhausted)
-	f.advance(1, 5*time.Minute)
+	f.advance(5 * time.Minute)
 	f.resolve()
 	if ev := f.rec.next(t, IncidentResolved); ev.Details["previousState"] != StateExhausted {
 		t.Fatalf("resolved %+v", ev)
 	}
-	f.clk.Advance(time.Hour)
+	f.advance(time.Hour)
 	if act.calls.Load() != 1 {
 		t.Fatalf("%d runs, want 1", act.calls.Load())
 	}
@@ -653,15 +702,14 @@ func TestFleetLimitWaitsForASlotAndHoldsItThroughVerify(t *testing.T) {
 		t.Fatalf("want a fleet suppression naming the holders, got %+v", ev)
 	}
 	for range 3 {
-		f.advance(1, 5*time.Second)
+		f.advance(5 * time.Second)
 	}
 	if act.calls.Load() != 0 {
 		t.Fatal("ran without a fleet slot")
 	}
 	fl.set(1, nil)
-	f.advance(1, 5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationStarted)
-	f.clk.BlockUntil(1, 5*time.Second) // verifying, slot held
 	fl.mu.Lock()
 	free, released := fl.free, fl.released
 	fl.mu.Unlock()
@@ -693,7 +741,7 @@ func TestFleetAPIErrorWaitsOrProceeds(t *testing.T) {
 		if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonFleet || !strings.Contains(ev.Message, "could not be checked") {
 			t.Fatalf("want a fleet suppression, got %+v", ev)
 		}
-		f.advance(1, 5*time.Second)
+		f.advance(5 * time.Second)
 		if act.calls.Load() != 0 {
 			t.Fatal("ran although the fleet could not be asked")
 		}

@@ -92,7 +92,7 @@ func TestNonFiniteAlertValueIsRecorded(t *testing.T) {
 	a.Value, a.Ladder = math.NaN(), []string{"fix"}
 	f.e.Observe(f.clk.Now(), []Alert{a})
 	f.rec.next(t, RemediationStarted)
-	f.advance(1, 10*time.Second)
+	f.advance(10 * time.Second)
 	f.rec.next(t, IncidentExhausted)
 
 	lines := auditLines(t, filepath.Join(dir, FileAudit))
@@ -195,7 +195,9 @@ func TestShutdownDuringAttemptWritesEndRecord(t *testing.T) {
 			defer audit.Close()
 			act := &outputAction{out: "stopping agent...", block: during == "action", started: make(chan struct{})}
 			clk := clock.NewFake(time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC))
-			e := New(Options{Clock: clk, Journal: audit, StatePath: filepath.Join(dir, FileIncidents), Steps: map[string]*Step{
+			// During the action: live (the action runs in its goroutine and
+			// returns when cancelled); during verify: stepped.
+			e := New(Options{Clock: clk, Journal: audit, StatePath: filepath.Join(dir, FileIncidents), Sync: during == "verify", Steps: map[string]*Step{
 				"fix": {Name: "fix", Action: act, Backoff: constant(time.Second, 2), Verify: time.Minute},
 			}})
 			ctx, cancel := context.WithCancel(context.Background())
@@ -204,8 +206,8 @@ func TestShutdownDuringAttemptWritesEndRecord(t *testing.T) {
 			a.Ladder = []string{"fix"}
 			e.Observe(clk.Now(), []Alert{a})
 			<-act.started
-			if during == "verify" && !clk.BlockUntil(1, 5*time.Second) {
-				t.Fatal("verify did not start")
+			if inc := e.Incidents(); during == "verify" && (len(inc[0].Attempts) != 1 || inc[0].Attempts[0].Result != "running") {
+				t.Fatalf("not being verified: %+v", inc)
 			}
 			cancel()
 			e.Wait()
@@ -382,8 +384,8 @@ func TestFullStateDirRunsNothing(t *testing.T) {
 			t.Fatalf("snapshot %+v", inc.Attempts)
 		}
 		// A recheck on a still-full disk: still nothing, not recorded again.
-		f.advance(1, 5*time.Second)
-		f.advance(1, 0)
+		f.advance(5 * time.Second)
+		f.advance(0)
 		if act.calls.Load() != 0 {
 			t.Fatalf("restart %d: the action ran on a full state dir", i)
 		}
@@ -402,9 +404,9 @@ func TestFullStateDirRunsNothing(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	f.advance(1, 5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationStarted)
-	if !f.clk.BlockUntil(1, 5*time.Second) || act.calls.Load() != 1 {
+	if act.calls.Load() != 1 {
 		t.Fatalf("calls %d after space was freed", act.calls.Load())
 	}
 	if problemOf(f.e.o.State, FileBudgets) != "" || problemOf(f.e.o.State, FileAudit) != "" {
@@ -438,8 +440,8 @@ func TestUnwritableAuditRunsNothing(t *testing.T) {
 	if ev.Reason != ReasonState || !strings.Contains(ev.Message, "audit log") {
 		t.Fatalf("%+v", ev)
 	}
-	f.advance(1, 5*time.Second)
-	f.advance(1, 0)
+	f.advance(5 * time.Second)
+	f.advance(0)
 	if act.calls.Load() != 0 {
 		t.Fatal("the action ran without an audit record")
 	}

@@ -84,27 +84,16 @@ func loadIncidents(path string, log *slog.Logger, state *StateHealth, now time.T
 }
 
 // save writes the open incidents (and restored ones not yet claimed) to
-// Options.StatePath. Callers hold no engine or incident lock.
-func (e *Engine) save() {
+// Options.StatePath. Called with e.mu held.
+func (e *Engine) save(now time.Time) {
 	if e.o.StatePath == "" {
 		return
 	}
-	e.saveMu.Lock()
-	defer e.saveMu.Unlock()
-	e.mu.Lock()
-	f := incidentFile{Version: incidentsVersion, Incidents: make([]savedIncident, 0, len(e.open)+len(e.restored))}
-	for _, inc := range e.open {
-		f.Incidents = append(f.Incidents, inc.saved())
-	}
-	for _, sv := range e.restored {
-		f.Incidents = append(f.Incidents, sv)
-	}
-	e.mu.Unlock()
-	data, err := json.MarshalIndent(f, "", "  ")
+	data, err := json.MarshalIndent(e.core.savedState(), "", "  ")
 	if err == nil {
 		err = atomicfile.Write(e.o.StatePath, data, 0o600)
 	}
-	if e.o.State.Report(FileIncidents, err, e.o.Clock.Now()) {
+	if e.o.State.Report(FileIncidents, err, now) {
 		if err != nil {
 			e.o.Logger.Error("persisting incidents failed; they live in memory only", "path", e.o.StatePath, "err", err)
 		} else {
@@ -114,8 +103,6 @@ func (e *Engine) save() {
 }
 
 func (inc *incident) saved() savedIncident {
-	inc.mu.Lock()
-	defer inc.mu.Unlock()
 	att := inc.attempts
 	if len(att) > keepAttempts {
 		att = att[len(att)-keepAttempts:]
@@ -129,8 +116,6 @@ func (inc *incident) saved() savedIncident {
 // returns the ladder index to resume at. A ladder that changed since (the
 // config was edited) starts again from step 1.
 func (inc *incident) restore(sv savedIncident) (from int) {
-	inc.mu.Lock()
-	defer inc.mu.Unlock()
 	inc.id, inc.start, inc.round = sv.ID, sv.Start, max(sv.Round, 1)
 	inc.attempts = append([]AttemptView(nil), sv.Attempts...)
 	for i := range inc.attempts {
@@ -144,6 +129,9 @@ func (inc *incident) restore(sv savedIncident) (from int) {
 	}
 	if sv.State == StateExhausted && !sv.ExhaustedAt.IsZero() {
 		inc.state, inc.exhaustedAt, inc.step = StateExhausted, sv.ExhaustedAt, sv.Step
+		if inc.retry > 0 {
+			inc.nextAt = inc.exhaustedAt.Add(inc.retry)
+		}
 		if inc.step > 0 && inc.step <= len(inc.ladder) {
 			inc.action = inc.ladder[inc.step-1]
 		}
@@ -153,24 +141,4 @@ func (inc *incident) restore(sv savedIncident) (from int) {
 		return sv.Step - 1
 	}
 	return 0
-}
-
-// closeRestoredLocked closes a restored incident whose alert did not fire
-// again within RestoreGrace of medic's first evaluation.
-func (e *Engine) closeRestoredLocked(now time.Time, sv savedIncident) {
-	inc := &incident{e: e, id: sv.ID, key: sv.Key, alert: sv.Alert, ladder: sv.Ladder, start: sv.Start,
-		labels: sv.Labels, state: StateResolved, step: sv.Step, round: max(sv.Round, 1), ended: now,
-		attempts: sv.Attempts, finalized: true, done: make(chan struct{})}
-	close(inc.done)
-	e.closed = append(e.closed, inc)
-	if len(e.closed) > e.o.KeepClosed {
-		e.closed = e.closed[len(e.closed)-e.o.KeepClosed:]
-	}
-	ev := Event{Time: now, Type: IncidentResolved, IncidentID: sv.ID, Alert: sv.Alert, Labels: maps.Clone(sv.Labels),
-		Duration: now.Sub(sv.Start).Seconds(),
-		Message: fmt.Sprintf("restored after medic restarted, but the alert did not fire again within %s; closed as resolved",
-			e.o.RestoreGrace),
-		Details: map[string]any{"previousState": sv.State, "restored": true}}
-	e.o.Metrics.incidents.WithLabelValues(sv.Alert, StateResolved.String()).Inc()
-	e.emit(ev)
 }

@@ -116,7 +116,7 @@ func replayDays(tb testing.TB, days int) *Report {
 // restart until the server is back; the restart budget (3/h) is never exceeded.
 func TestReplayDailyOutages(t *testing.T) {
 	rep := replayDays(t, 2)
-	t.Logf("settles %d, elapsed %s", rep.Settles, rep.Elapsed)
+	t.Logf("wakes %d, elapsed %s", rep.Wakes, rep.Elapsed)
 	if rep.Evaluations != 2*17280+1 {
 		t.Errorf("evaluations %d", rep.Evaluations)
 	}
@@ -152,7 +152,7 @@ func BenchmarkReplay7Days(b *testing.B) {
 		rep := replayDays(b, 7)
 		b.ReportMetric(float64(rep.Evaluations), "evaluations")
 		b.ReportMetric(float64(rep.Samples), "samples")
-		b.ReportMetric(float64(rep.Settles), "settles")
+		b.ReportMetric(float64(rep.Wakes), "wakes")
 		b.ReportMetric(float64(len(rep.Incidents)), "incidents")
 	}
 }

@@ -79,8 +79,9 @@ type Report struct {
 	FetchElapsed time.Duration `json:"fetchElapsedNanos"`
 	// EvalElapsed is the part spent evaluating rules.
 	EvalElapsed time.Duration `json:"evalElapsedNanos"`
-	// Settles counts how often the engine's goroutines had to be waited for.
-	Settles int `json:"settles"`
+	// Wakes counts the engine's decisions between evaluations (a backoff,
+	// verification window or guard re-check ending).
+	Wakes int `json:"wakes"`
 }
 
 // Selectors returns the distinct selectors the config's rules and
@@ -226,7 +227,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	})
 	rep.Incidents = sim.Incidents()
 	rep.Events = sim.Events()
-	rep.Settles = sim.Settles
+	rep.Wakes = sim.Wakes
 	rep.Elapsed = time.Since(began)
 	runtime.KeepAlive(st)
 	return rep, nil

@@ -9,9 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +41,10 @@ type SimOptions struct {
 	Logger  *slog.Logger
 }
 
-// Sim drives the remedy engine in simulated time. It is not safe for
+// Sim drives the remedy engine (remedy.Options.Sync: the same decision
+// core as live, stepped) in simulated time: between two evaluations it
+// makes every decision due (a backoff, verification window or guard
+// re-check ending) at its own time, in order. It is not safe for
 // concurrent use.
 type Sim struct {
 	o      SimOptions
@@ -53,10 +54,9 @@ type Sim struct {
 	rec    *recorder
 	ladder map[string][]string
 	retry  map[string]time.Duration
-	// Settles counts quiescence waits (a cost figure for benchmarks).
-	Settles int
-	idle    int // IncidentOpened events seen when no incident goroutine was left
-	buf     []byte
+	// Wakes counts the decisions made between evaluations (a cost figure
+	// for benchmarks).
+	Wakes int
 }
 
 // simAction is what every action becomes in a simulation: it "runs"
@@ -72,31 +72,25 @@ func (a simAction) Run(_ context.Context, inc actions.Incident) (actions.Result,
 type recorder struct {
 	mu     sync.Mutex
 	events []remedy.Event
-	opened int
 }
 
 func (r *recorder) Record(ev remedy.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
-	if ev.Type == remedy.IncidentOpened {
-		r.opened++
-	}
 	r.mu.Unlock()
 }
 
-func (r *recorder) openedCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.opened
-}
-
+// pauser answers "paused?" from the recorded pause windows at the time
+// the engine asks about.
 type pauser struct {
-	clk     *simClock
 	windows []Window
 }
 
-func (p pauser) Paused() (bool, string) {
-	now := p.clk.Now()
+var _ remedy.PauserAt = pauser{}
+
+func (p pauser) Paused() (bool, string) { return false, "" }
+
+func (p pauser) PausedAt(now time.Time) (bool, string) {
 	for _, w := range p.windows {
 		if !now.Before(w.From) && now.Before(w.To) {
 			why := w.Why
@@ -142,17 +136,16 @@ func NewSim(o SimOptions) (*Sim, error) {
 		return len(v) > 0, "", err
 	}
 	s.eng = remedy.New(remedy.Options{Steps: steps, Clock: s.clk, Logger: o.Logger, Budgets: budgets,
-		Pausers: []remedy.Pauser{pauser{s.clk, o.Pauses}}, Sinks: []remedy.Sink{s.rec},
-		Precondition: prec, Recheck: o.Recheck, KeepClosed: 1 << 30})
+		Pausers: []remedy.Pauser{pauser{o.Pauses}}, Sinks: []remedy.Sink{s.rec},
+		Precondition: prec, Recheck: o.Recheck, KeepClosed: 1 << 30, Sync: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.eng.Start(ctx)
-	s.buf = make([]byte, 1<<16)
 	return s, nil
 }
 
-// Step advances simulated time to ts, firing every engine timer due on
-// the way in order, then hands the engine the alerts firing at ts.
+// Step makes every decision due before ts, then hands the engine the
+// alerts firing at ts.
 func (s *Sim) Step(ts time.Time, firing []rules.Alert) {
 	s.AdvanceTo(ts)
 	var in []remedy.Alert
@@ -161,22 +154,20 @@ func (s *Sim) Step(ts time.Time, firing []rules.Alert) {
 			Annotations: a.Annotations, Value: a.Value, Ladder: s.ladder[a.Rule], RetryExhaustedAfter: s.retry[a.Rule]})
 	}
 	s.eng.Observe(ts, in)
-	s.settle()
 }
 
-// AdvanceTo moves the clock to ts, one due timer at a time, letting the
-// engine settle after each.
+// AdvanceTo makes every decision due up to ts, each at its own time.
 func (s *Sim) AdvanceTo(ts time.Time) {
 	for {
-		at, ok := s.clk.next()
-		if !ok || at.After(ts) {
+		w, ok := s.eng.NextWake()
+		if !ok || w.After(ts) {
 			break
 		}
-		s.clk.set(at)
-		s.settle()
+		s.Wakes++
+		s.clk.set(w)
+		s.eng.Advance(w)
 	}
 	s.clk.set(ts)
-	s.settle()
 }
 
 // Events returns every incident event so far.
@@ -199,76 +190,11 @@ func (s *Sim) Close() {
 	s.eng.Wait()
 }
 
-// settle waits until every incident goroutine of the engine is parked on
-// a timer (or gone). The remedy engine runs one goroutine per incident;
-// simulated time may only move on once they are all waiting for it, and
-// the engine offers no way to know that, so settle inspects the
-// goroutines' stacks: a goroutine blocked in select inside
-// (*incident).wait is parked; anything else is still working. Sends and
-// closes make their receivers runnable synchronously, so this is exact,
-// not a guess with a timeout.
-func (s *Sim) settle() {
-	// Incident goroutines are only started with an IncidentOpened event:
-	// with none since the last check that found none, there is nothing to wait for.
-	opened := s.rec.openedCount()
-	if opened == s.idle {
-		return
-	}
-	s.Settles++
-	buf := s.buf
-	for spins := 0; ; spins++ {
-		n := runtime.Stack(buf, true)
-		if n == len(buf) {
-			buf = make([]byte, 2*len(buf))
-			s.buf = buf
-			continue
-		}
-		if q, none := quiescent(string(buf[:n])); q {
-			if none {
-				s.idle = opened
-			}
-			return
-		}
-		if spins < 10000 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(20 * time.Microsecond)
-		}
-	}
-}
-
-// incidentGoroutine marks the engine's per-incident goroutines (also
-// before they have started running).
-const incidentGoroutine = "created by github.com/medic-sidecar/medic/supervisor/remedy.(*Engine).Observe"
-
-// quiescent reports whether every incident goroutine in dump is parked,
-// and whether there is none at all.
-func quiescent(dump string) (parked, none bool) {
-	none = true
-	for _, g := range strings.Split(dump, "\n\n") {
-		if !strings.Contains(g, incidentGoroutine) {
-			continue
-		}
-		none = false
-		head, _, _ := strings.Cut(g, "\n")
-		if !strings.Contains(head, "[select") || !strings.Contains(g, "supervisor/remedy.(*incident).wait(") {
-			return false, false
-		}
-	}
-	return true, none
-}
-
-// simClock is a clock the simulation moves by hand; it exposes when its
-// next timer is due so time advances timer by timer.
+// simClock is the simulation's time (the engine takes every decision's
+// time as an argument; this only answers Now).
 type simClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []simWaiter
-}
-
-type simWaiter struct {
-	at time.Time
-	ch chan time.Time
+	mu  sync.Mutex
+	now time.Time
 }
 
 func newSimClock(t time.Time) *simClock { return &simClock{now: t} }
@@ -279,32 +205,8 @@ func (c *simClock) Now() time.Time {
 	return c.now
 }
 
-func (c *simClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, simWaiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *simClock) next() (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.waiters) == 0 {
-		return time.Time{}, false
-	}
-	m := c.waiters[0].at
-	for _, w := range c.waiters[1:] {
-		if w.at.Before(m) {
-			m = w.at
-		}
-	}
-	return m, true
-}
+// After is never used by a Sync engine.
+func (c *simClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
 
 func (c *simClock) set(t time.Time) {
 	c.mu.Lock()
@@ -312,13 +214,4 @@ func (c *simClock) set(t time.Time) {
 	if t.After(c.now) {
 		c.now = t
 	}
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-			continue
-		}
-		keep = append(keep, w)
-	}
-	c.waiters = keep
 }

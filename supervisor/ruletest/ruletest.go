@@ -371,7 +371,7 @@ func (tg TestGroup) run(specs []rules.GroupSpec, evalInterval time.Duration, rem
 		}
 		for sim != nil && rcurr < len(remTimes) && ts.Sub(epoch) <= time.Duration(remTimes[rcurr].EvalTime) && time.Duration(remTimes[rcurr].EvalTime) < next {
 			rt := remTimes[rcurr]
-			// The ladder runs between evaluations: settle it at eval_time.
+			// The ladder runs between evaluations: step it to eval_time.
 			got := sim.attemptsAt(epoch.Add(time.Duration(rt.EvalTime)))
 			if !equalAttempts(rt.ExpAttempts, got) {
 				errs = append(errs, fmt.Errorf("%s    remediation at time: %s, \n        exp:%s, \n        got:%s",
