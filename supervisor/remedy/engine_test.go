@@ -382,8 +382,8 @@ func TestRequirementErrorHoldsByDefault(t *testing.T) {
 		!strings.Contains(ev.Message, "source fleet") {
 		t.Fatalf("want a precondition hold saying it could not be evaluated, got %+v", ev)
 	}
-	f.advance(5*time.Second)
-	f.advance(5*time.Second)
+	f.advance(5 * time.Second)
+	f.advance(5 * time.Second)
 	if act.calls.Load() != 0 {
 		t.Fatal("restart ran while its requirement could not be evaluated (onError: hold)")
 	}
@@ -391,7 +391,7 @@ func TestRequirementErrorHoldsByDefault(t *testing.T) {
 		t.Fatalf("not held: %s %q", inc.State, inc.HeldReason)
 	}
 	broken.Store(false)
-	f.advance(5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationStarted)
 }
 
@@ -428,8 +428,8 @@ func TestFleetOutageRequirement(t *testing.T) {
 		t.Fatalf("want a fleet-outage hold with the detail, got %+v", ev)
 	}
 	share.Store(40) // a new count is not recorded again: one record per reason
-	f.advance(5*time.Second)
-	f.advance(5*time.Second)
+	f.advance(5 * time.Second)
+	f.advance(5 * time.Second)
 	if act.calls.Load() != 0 {
 		t.Fatal("restart ran during a fleet outage")
 	}
@@ -441,7 +441,7 @@ func TestFleetOutageRequirement(t *testing.T) {
 		t.Fatalf("not held on fleet-outage with the current count: %s %q %q", inc.State, inc.HeldReason, inc.HeldMessage)
 	}
 	share.Store(2)
-	f.advance(5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationStarted)
 }
 
@@ -458,12 +458,12 @@ func TestEveryRequirementMustHold(t *testing.T) {
 	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, `"a"`) {
 		t.Fatalf("want the first requirement to hold it, got %+v", ev)
 	}
-	f.advance(5*time.Second)
+	f.advance(5 * time.Second)
 	if act.calls.Load() != 0 {
 		t.Fatal("ran while one of two requirements was unmet")
 	}
 	local.Store(true)
-	f.advance(5*time.Second)
+	f.advance(5 * time.Second)
 	f.rec.next(t, RemediationStarted)
 }
 
