@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -207,14 +208,20 @@ type Options struct {
 // the effects the core decides (events to the journal, log, sinks and
 // metrics; incidents.json; slots given back), runs each started action in
 // a goroutine (never one per incident), and wakes the core when it asked
-// to be woken (one timer). With Options.Sync, nothing runs on its own:
-// actions run inline and the caller moves time with Advance (replay,
-// `medic test rules`, tests at chosen timestamps).
+// to be woken (one timer).
+//
+// Live, one goroutine (loop) makes the decisions: Observe only queues the
+// firing alerts for it, so a slow guard (a remote precondition, the
+// Kubernetes API) never stalls the caller's evaluation loop, and
+// Incidents reads the snapshot published after each decision. With
+// Options.Sync nothing runs on its own: Observe decides at once, actions
+// run inline and the caller moves time with Advance (replay, `medic test
+// rules`, tests at chosen timestamps).
 type Engine struct {
 	o       Options
 	budgets *Budgets // o.Budgets; in a dry run an in-memory copy
 
-	mu      sync.Mutex
+	mu      sync.Mutex // the core and the timer
 	core    *Core
 	ctx     context.Context
 	stopped bool
@@ -222,6 +229,19 @@ type Engine struct {
 	armedAt time.Time
 	kick    chan struct{}
 	wg      sync.WaitGroup
+
+	inMu    sync.Mutex // the observations queued for the loop (live)
+	inbox   []observation
+	started bool
+
+	viewMu  sync.Mutex // the snapshot for Incidents (live)
+	views   []IncidentView
+	byState map[State]int
+}
+
+type observation struct {
+	now    time.Time
+	firing []Alert
 }
 
 // New returns an Engine; call Start before Observe.
@@ -265,6 +285,9 @@ func (e *Engine) Start(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.ctx = ctx
+	e.inMu.Lock()
+	e.started = true
+	e.inMu.Unlock()
 	if !e.o.Sync {
 		e.wg.Add(1)
 		go e.loop(ctx)
@@ -283,19 +306,47 @@ func (e *Engine) Wait() {
 func (e *Engine) stop(now time.Time) {
 	e.apply(now, e.core.Stop(now))
 	e.stopped = true
+	e.publish()
 }
 
 // Observe reconciles incidents with the alerts firing at now: new firing
 // alerts with a ladder open incidents; open incidents whose alert no
 // longer fires are resolved; incidents due at now are advanced.
+//
+// Live, the decisions are made by the engine's goroutine right after.
 func (e *Engine) Observe(now time.Time, firing []Alert) {
+	if !e.o.Sync {
+		e.inMu.Lock()
+		if e.started {
+			e.inbox = append(e.inbox, observation{now, firing})
+		}
+		e.inMu.Unlock()
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx == nil || e.stopped {
 		return
 	}
 	e.apply(now, e.core.Observe(now, firing, guards{e}))
-	e.arm()
+}
+
+// drain decides on the queued observations. Called with e.mu held.
+func (e *Engine) drain() {
+	e.inMu.Lock()
+	in := e.inbox
+	e.inbox = nil
+	e.inMu.Unlock()
+	for _, ob := range in {
+		if e.stopped {
+			return
+		}
+		e.apply(ob.now, e.core.Observe(ob.now, ob.firing, guards{e}))
+	}
 }
 
 // Advance makes, in order, every decision due up to now (Sync engines:
@@ -340,15 +391,24 @@ func (e *Engine) loop(ctx context.Context) {
 			e.mu.Unlock()
 			return
 		case <-e.kick:
+			e.mu.Lock()
+			if !e.stopped {
+				e.drain()
+				e.arm()
+				e.publish()
+			}
+			e.mu.Unlock()
 		case <-ch:
 			e.mu.Lock()
 			if e.timer == ch {
 				e.timer, e.armedAt = nil, time.Time{}
 			}
-			now := e.o.Clock.Now()
 			if !e.stopped {
+				e.drain()
+				now := e.o.Clock.Now()
 				e.apply(now, e.core.Tick(now, guards{e}))
 				e.arm()
+				e.publish()
 			}
 			e.mu.Unlock()
 		}
@@ -433,6 +493,18 @@ func (e *Engine) runAsync(r *Run) {
 	}
 	e.apply(now, e.core.Finish(now, res, guards{e}))
 	e.arm()
+	e.publish()
+}
+
+// publish updates the snapshot Incidents reads (live). Called with e.mu held.
+func (e *Engine) publish() {
+	if e.o.Sync {
+		return
+	}
+	views, by := e.core.Incidents(), e.core.openByState()
+	e.viewMu.Lock()
+	e.views, e.byState = views, by
+	e.viewMu.Unlock()
 }
 
 // safeRun turns an action's panic into a permanent error.
@@ -648,13 +720,24 @@ type IncidentView struct {
 
 // openByState counts open incidents by state.
 func (e *Engine) openByState() map[State]int {
+	if !e.o.Sync {
+		e.viewMu.Lock()
+		defer e.viewMu.Unlock()
+		return maps.Clone(e.byState)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.core.openByState()
 }
 
-// Incidents returns open incidents then recently closed ones, newest first.
+// Incidents returns open incidents then recently closed ones, newest first
+// (live: as of the engine's latest decision; it never waits for one).
 func (e *Engine) Incidents() []IncidentView {
+	if !e.o.Sync {
+		e.viewMu.Lock()
+		defer e.viewMu.Unlock()
+		return append([]IncidentView{}, e.views...)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.core.Incidents()

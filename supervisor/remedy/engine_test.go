@@ -516,22 +516,25 @@ func TestOneRemediationPerActionAtATime(t *testing.T) {
 	a, b := alert, alert
 	a.Ladder, b.Ladder = []string{"restart"}, []string{"restart"}
 	b.Key, b.Labels = "SyncFailing{host=b}", map[string]string{"alertname": "SyncFailing", "host": "b"}
-	// One Observe decides both: a starts (its action blocks), b waits.
+	// One decision for both: a starts (its action blocks), b waits.
 	f.e.Observe(f.clk.Now(), []Alert{a, b})
+	<-started
+	f.rec.next(t, RemediationSuppress)
 	if got := f.rec.types(); fmt.Sprint(got) != "[IncidentOpened IncidentOpened RemediationStarted RemediationSuppressed(concurrency)]" {
 		t.Fatalf("events %v", got)
 	}
-	if inc := f.e.Incidents(); inc[0].State == inc[1].State {
-		t.Fatalf("states %s and %s: want one remediating, one held", inc[0].State, inc[1].State)
-	}
-	f.clk.Advance(5 * time.Second) // b's re-check comes due while a still runs
-	f.e.Observe(f.clk.Now(), []Alert{a, b})
-	if got := f.rec.types(); countOf(got, "RemediationStarted") != 1 || countOf(got, "RemediationSuppressed(concurrency)") != 1 {
-		t.Fatalf("want one start and one concurrency suppression (recorded once), got %v", got)
-	}
-	<-started
 	if slow.calls.Load() != 1 {
 		t.Fatalf("both incidents ran restart at once")
+	}
+	// The snapshot is published right after the decision (live).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		inc := f.e.Incidents()
+		if len(inc) == 2 && inc[0].State != inc[1].State {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("incidents %+v: want one remediating, one held", inc)
+		}
 	}
 }
 
