@@ -95,7 +95,7 @@ func decisions(t *testing.T, sc scenario, dryRun bool) []string {
 	rec := newRecorder()
 	e := New(Options{Steps: steps, DryRun: dryRun, Sync: true, Recheck: 5 * time.Second, Sinks: []Sink{rec},
 		Budgets: OpenBudgets("", t0, nil), Pausers: []Pauser{scriptPauser{sc}}, Fleet: scriptFleet{sc},
-		Journal:      &scriptJournal{sc: sc},
+		Journal: &scriptJournal{sc: sc},
 		Precondition: func(_ context.Context, r Requirement, now time.Time) (bool, string, error) {
 			switch sc.at(now).precondition {
 			case 1:
