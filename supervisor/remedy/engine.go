@@ -228,6 +228,8 @@ type Engine struct {
 	timer   <-chan time.Time
 	armedAt time.Time
 	kick    chan struct{}
+	quit    chan struct{} // closed by Wait
+	quitOne sync.Once
 	wg      sync.WaitGroup
 
 	inMu    sync.Mutex // the observations queued for the loop (live)
@@ -264,7 +266,7 @@ func New(o Options) *Engine {
 	if o.Budgets == nil {
 		o.Budgets = OpenBudgets("", time.Time{}, nil)
 	}
-	e := &Engine{o: o, budgets: o.Budgets, kick: make(chan struct{}, 1)}
+	e := &Engine{o: o, budgets: o.Budgets, kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	if o.DryRun {
 		// A dry run counts its would-be runs against the budgets, as live
 		// would, without writing budgets.json.
@@ -294,9 +296,12 @@ func (e *Engine) Start(ctx context.Context) {
 	}
 }
 
-// Wait blocks until the engine has stopped (after ctx ends) and every
-// running action has returned.
+// Wait stops the engine (as ctx ending does: attempts being verified end
+// interrupted, nothing more is decided) and blocks until every running
+// action has returned (actions run under ctx: cancel it first to cut them
+// short).
 func (e *Engine) Wait() {
+	e.quitOne.Do(func() { close(e.quit) })
 	e.wg.Wait()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -386,9 +391,10 @@ func (e *Engine) loop(ctx context.Context) {
 		e.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			e.mu.Lock()
-			e.stop(e.o.Clock.Now())
-			e.mu.Unlock()
+			e.shutdown()
+			return
+		case <-e.quit:
+			e.shutdown()
 			return
 		case <-e.kick:
 			e.mu.Lock()
@@ -413,6 +419,12 @@ func (e *Engine) loop(ctx context.Context) {
 			e.mu.Unlock()
 		}
 	}
+}
+
+func (e *Engine) shutdown() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stop(e.o.Clock.Now())
 }
 
 // arm sets the engine's timer for the core's next wake-up when that is
