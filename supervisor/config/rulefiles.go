@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/supervisor/rules"
 )
@@ -82,6 +84,11 @@ func (c *Config) validateRemediations() error {
 				errs = append(errs, fmt.Errorf("%s: alert %q is also defined in the config's rules[]", r.Where(), r.Alert))
 			}
 			defined[r.Alert] = true
+			if rn, rv, ok := rules.RetryAnnotationOf(r.Annotations); ok {
+				if _, err := retryAnnotation(c, r.Alert, rv); err != nil {
+					errs = append(errs, fmt.Errorf("%s: alert %q: %s: %w", r.Where(), r.Alert, rn, err))
+				}
+			}
 			annName, ann, ok := rules.LadderAnnotation(r.Annotations)
 			if !ok {
 				continue
@@ -180,8 +187,10 @@ func (c *Config) Ladders() map[string][]string {
 	return out
 }
 
-// RetryExhaustedAfter returns rules[].retryExhaustedAfter per alert (rule
-// files have none).
+// RetryExhaustedAfter returns each alert's retryExhaustedAfter:
+// rules[].retryExhaustedAfter, and for rule-file alerts the rule's
+// medic.io/retry-exhausted-after (or medic_retry_exhausted_after)
+// annotation.
 func (c *Config) RetryExhaustedAfter() map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for _, r := range c.Rules {
@@ -189,7 +198,34 @@ func (c *Config) RetryExhaustedAfter() map[string]time.Duration {
 			out[r.Alert] = d
 		}
 	}
+	for _, g := range c.FileGroups {
+		for _, r := range g.Rules {
+			if _, v, ok := rules.RetryAnnotationOf(r.Annotations); ok && r.Alert != "" {
+				if d, err := retryAnnotation(c, r.Alert, v); err == nil && d > 0 {
+					out[r.Alert] = d
+				}
+			}
+		}
+	}
 	return out
+}
+
+// retryAnnotation parses a rule-file alert's retry annotation: a
+// Prometheus duration of at least 1m ("0" disables) on an alert that has
+// a ladder.
+func retryAnnotation(c *Config, alert, v string) (time.Duration, error) {
+	md, err := model.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return 0, err
+	}
+	d := time.Duration(md)
+	switch {
+	case d > 0 && d < time.Minute:
+		return 0, fmt.Errorf("must be at least 1m (0 disables), not %s", v)
+	case d > 0 && len(c.Ladders()[alert]) == 0:
+		return 0, fmt.Errorf("has no effect without a remediation (remediations.%s or the medic_remediate annotation)", alert)
+	}
+	return d, nil
 }
 
 // AllExprs returns every PromQL expression the config evaluates: rules

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 )
@@ -118,5 +119,40 @@ remediations:
 	_, err = LoadFile(filepath.Join(dir, "medic.yaml"))
 	if err == nil || !strings.Contains(err.Error(), `r.yml:12: alert "Overridden": medic.io/remediate names unknown action "no-such-action"`) {
 		t.Errorf("annotation with an unknown action: %v", err)
+	}
+}
+
+// TestRuleFileRetryExhaustedAfter: a rule-file alert sets its
+// retryExhaustedAfter with an annotation (either spelling); a bad value,
+// one under 1m or one on an alert without a ladder is an error with the
+// file and line.
+func TestRuleFileRetryExhaustedAfter(t *testing.T) {
+	rulesWith := func(ann string) string {
+		return strings.Replace(fileRules, `annotations: {medic.io/remediate: "restart-agent"}`,
+			`annotations: {medic.io/remediate: "restart-agent", `+ann+`}`, 1)
+	}
+	for _, ann := range []string{`medic.io/retry-exhausted-after: 30m`, `medic_retry_exhausted_after: "30m"`} {
+		dir := writeFiles(t, map[string]string{"medic.yaml": valid + "ruleFiles: [r.yml]\nremediations: {Overridden: []}\n", "r.yml": rulesWith(ann)})
+		c, err := LoadFile(filepath.Join(dir, "medic.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.RetryExhaustedAfter(); got["Annotated"] != 30*time.Minute || len(got) != 1 {
+			t.Errorf("%s: retryExhaustedAfter %v", ann, got)
+		}
+	}
+	for ann, want := range map[string]string{
+		`medic_retry_exhausted_after: "soon"`: `r.yml:9: alert "Annotated": medic_retry_exhausted_after: not a valid duration string: "soon"`,
+		`medic_retry_exhausted_after: "30s"`:  `r.yml:9: alert "Annotated": medic_retry_exhausted_after: must be at least 1m (0 disables), not 30s`,
+	} {
+		dir := writeFiles(t, map[string]string{"medic.yaml": valid + "ruleFiles: [r.yml]\nremediations: {Overridden: []}\n", "r.yml": rulesWith(ann)})
+		if _, err := LoadFile(filepath.Join(dir, "medic.yaml")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want %q, got %v", ann, want, err)
+		}
+	}
+	noLadder := strings.Replace(fileRules, "for: 30s", "for: 30s\n        annotations: {medic_retry_exhausted_after: 1h}", 1)
+	dir := writeFiles(t, map[string]string{"medic.yaml": valid + "ruleFiles: [r.yml]\nremediations: {Overridden: []}\n", "r.yml": noLadder})
+	if _, err := LoadFile(filepath.Join(dir, "medic.yaml")); err == nil || !strings.Contains(err.Error(), `alert "NotSyncing": medic_retry_exhausted_after: has no effect without a remediation`) {
+		t.Errorf("no ladder: %v", err)
 	}
 }

@@ -39,6 +39,24 @@ func LadderAnnotation(anns map[string]string) (name, value string, ok bool) {
 	return "", "", false
 }
 
+// The rule annotation that sets a rule-file alert's retryExhaustedAfter
+// (a Prometheus duration, e.g. "30m"), under both spellings like the
+// remediation annotation.
+const (
+	RetryAnnotation       = "medic.io/retry-exhausted-after"
+	RetryAnnotationLegacy = "medic_retry_exhausted_after"
+)
+
+// RetryAnnotationOf returns a rule's retry annotation, under either name.
+func RetryAnnotationOf(anns map[string]string) (name, value string, ok bool) {
+	for _, n := range []string{RetryAnnotation, RetryAnnotationLegacy} {
+		if v, ok := anns[n]; ok {
+			return n, v, true
+		}
+	}
+	return "", "", false
+}
+
 // FileGroup is one rule group as written in a rule file.
 type FileGroup struct {
 	File string
