@@ -492,57 +492,103 @@ type rule struct {
 	Type           string            `json:"type"`
 }
 
+// recordingRule is a recording rule as Prometheus's API shows it.
+type recordingRule struct {
+	Name           string            `json:"name"`
+	Query          string            `json:"query"`
+	Labels         map[string]string `json:"labels"`
+	Health         string            `json:"health"`
+	LastError      string            `json:"lastError,omitempty"`
+	EvaluationTime float64           `json:"evaluationTime"`
+	LastEvaluation time.Time         `json:"lastEvaluation"`
+	Type           string            `json:"type"`
+}
+
 type ruleGroup struct {
 	Name           string    `json:"name"`
 	File           string    `json:"file"`
-	Rules          []rule    `json:"rules"`
+	Rules          []any     `json:"rules"` // rule | recordingRule
 	Interval       float64   `json:"interval"`
 	Limit          int       `json:"limit"`
 	EvaluationTime float64   `json:"evaluationTime"`
 	LastEvaluation time.Time `json:"lastEvaluation"`
 }
 
+// rules lists the rule groups in evaluation order: the config's rules[]
+// (group "medic", file "medic.yaml") then each rule file's groups, with
+// their alerting and recording rules; type= and rule_name[] filter, and
+// a group left without rules by a filter is left out.
 func (a *api) rules(r *http.Request) result {
 	typ := r.FormValue("type")
 	if typ != "" && typ != "alert" && typ != "record" {
 		return fail(errBadData, "invalid parameter \"type\": not supported value %q", typ)
 	}
 	names := r.Form["rule_name[]"]
-	g := ruleGroup{Name: "medic", File: "medic.yaml", Rules: []rule{}, Interval: a.o.EvaluationInterval.Seconds()}
-	if typ == "record" { // medic has alerting rules only
-		return result{data: map[string]any{"groups": []ruleGroup{}}}
-	}
+	groups := []*ruleGroup{}
+	var g *ruleGroup
 	for _, rs := range a.o.Rules() {
-		if rs.Record != "" {
-			continue // recording rules (ruleFiles) are not listed here yet
+		name, file := rs.Group, rs.File
+		if name == "" {
+			name = "medic"
 		}
-		if len(names) > 0 && !slices.Contains(names, rs.Alert) {
+		if file == "" {
+			file = "medic.yaml"
+		}
+		if g == nil || g.Name != name || g.File != file {
+			interval := a.o.EvaluationInterval
+			if rs.GroupInterval > 0 {
+				interval = rs.GroupInterval
+			}
+			g = &ruleGroup{Name: name, File: file, Rules: []any{}, Interval: interval.Seconds()}
+			groups = append(groups, g)
+		}
+		ruleName := rs.Alert
+		if rs.Record != "" {
+			ruleName = rs.Record
+		}
+		if (typ == "alert" && rs.Record != "") || (typ == "record" && rs.Record == "") ||
+			(len(names) > 0 && !slices.Contains(names, ruleName)) {
 			continue
 		}
-		forD, _ := time.ParseDuration(rs.For)
-		keep, _ := time.ParseDuration(rs.KeepFiringFor)
-		ru := rule{State: "inactive", Name: rs.Alert, Query: rs.Expr, Duration: forD.Seconds(), KeepFiringFor: keep.Seconds(),
-			Labels: rs.Labels, Annotations: rs.Annotations, Alerts: []alert{}, Health: rs.Health, LastError: rs.Error,
-			EvaluationTime: rs.EvalSeconds, LastEvaluation: rs.LastEval, Type: "alerting"}
-		if ru.Labels == nil {
-			ru.Labels = map[string]string{}
-		}
-		if ru.Annotations == nil {
-			ru.Annotations = map[string]string{}
-		}
-		for _, al := range rs.Active {
-			ru.Alerts = append(ru.Alerts, toAlert(al))
-			if al.State == rules.StateFiring || al.State == rules.StatePending && ru.State == "inactive" {
-				ru.State = al.State.String()
-			}
-		}
-		g.Rules = append(g.Rules, ru)
+		g.Rules = append(g.Rules, toRule(rs))
 		g.EvaluationTime += rs.EvalSeconds
 		if rs.LastEval.After(g.LastEvaluation) {
 			g.LastEvaluation = rs.LastEval
 		}
 	}
-	return result{data: map[string]any{"groups": []ruleGroup{g}}}
+	out := []ruleGroup{}
+	for _, g := range groups {
+		if len(g.Rules) > 0 || (typ == "" && len(names) == 0) {
+			out = append(out, *g)
+		}
+	}
+	return result{data: map[string]any{"groups": out}}
+}
+
+func toRule(rs rules.RuleStatus) any {
+	lbls := rs.Labels
+	if lbls == nil {
+		lbls = map[string]string{}
+	}
+	if rs.Record != "" {
+		return recordingRule{Name: rs.Record, Query: rs.Expr, Labels: lbls, Health: rs.Health, LastError: rs.Error,
+			EvaluationTime: rs.EvalSeconds, LastEvaluation: rs.LastEval, Type: "recording"}
+	}
+	forD, _ := time.ParseDuration(rs.For)
+	keep, _ := time.ParseDuration(rs.KeepFiringFor)
+	ru := rule{State: "inactive", Name: rs.Alert, Query: rs.Expr, Duration: forD.Seconds(), KeepFiringFor: keep.Seconds(),
+		Labels: lbls, Annotations: rs.Annotations, Alerts: []alert{}, Health: rs.Health, LastError: rs.Error,
+		EvaluationTime: rs.EvalSeconds, LastEvaluation: rs.LastEval, Type: "alerting"}
+	if ru.Annotations == nil {
+		ru.Annotations = map[string]string{}
+	}
+	for _, al := range rs.Active {
+		ru.Alerts = append(ru.Alerts, toAlert(al))
+		if al.State == rules.StateFiring || al.State == rules.StatePending && ru.State == "inactive" {
+			ru.State = al.State.String()
+		}
+	}
+	return ru
 }
 
 func (a *api) buildInfo(*http.Request) result {

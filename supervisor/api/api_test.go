@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -428,5 +429,73 @@ func TestPromtool(t *testing.T) {
 	out, err := exec.Command(promtool, "query", "instant", srv.URL, "medic_probe_up{").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "bad_data") {
 		t.Errorf("bad query: %v\n%s", err, out)
+	}
+}
+
+// TestRulesListsRuleFileGroupsAndRecordingRules: /api/v1/rules shows the
+// rule files' groups (file, interval) with their recording rules, as
+// Prometheus does; type=record and rule_name[] select them.
+func TestRulesListsRuleFileGroupsAndRecordingRules(t *testing.T) {
+	st := store.New(store.Options{Retention: time.Hour})
+	for i := 20; i >= 0; i-- {
+		st.Append(labels.FromStrings("__name__", "medic_probe_up", "probe", "spire-server"), t0.Add(-time.Duration(i)*15*time.Second), 0)
+	}
+	eng := rules.NewEngine(st, rules.DefaultLookback, slog.New(slog.DiscardHandler))
+	groups, err := rules.NewGroups([]rules.GroupSpec{
+		{Name: "medic", Rules: []rules.RuleSpec{{Alert: "Inline", Expr: `medic_probe_up == 0`}}},
+		{Name: "spire", File: "rules/spire.yml", Interval: 30 * time.Second, Rules: []rules.RuleSpec{
+			{Record: "spire:server_up:min", Expr: `min(medic_probe_up{probe="spire-server"})`, Labels: map[string]string{"team": "id"}},
+			{Alert: "ServerDown", Expr: `spire:server_up:min == 0`}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr := rules.NewGroupManager(eng, groups, st, slog.New(slog.DiscardHandler))
+	mgr.Eval(context.Background(), t0)
+	pe, q := eng.PromQL()
+	srv := httptest.NewServer(New(Options{Engine: pe, Queryable: q, Rules: mgr.Status, EvaluationInterval: 15 * time.Second,
+		Now: func() time.Time { return t0 }}))
+	t.Cleanup(srv.Close)
+
+	type shape struct {
+		Groups []struct {
+			Name     string  `json:"name"`
+			File     string  `json:"file"`
+			Interval float64 `json:"interval"`
+			Rules    []struct {
+				Name   string            `json:"name"`
+				Query  string            `json:"query"`
+				Labels map[string]string `json:"labels"`
+				Health string            `json:"health"`
+				Type   string            `json:"type"`
+				State  *string           `json:"state"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	list := func(v url.Values) string {
+		var rd shape
+		code, e := get(t, srv, "/api/v1/rules", v)
+		mustData(t, code, e, &rd)
+		var out []string
+		for _, g := range rd.Groups {
+			s := fmt.Sprintf("%s(%s,%gs):", g.Name, g.File, g.Interval)
+			for _, r := range g.Rules {
+				s += fmt.Sprintf(" %s/%s/%s/%v", r.Type, r.Name, r.Health, r.State != nil)
+				if r.Type == "recording" && (r.Query != `min(medic_probe_up{probe="spire-server"})` || r.Labels["team"] != "id") {
+					t.Errorf("recording rule %+v", r)
+				}
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, " | ")
+	}
+	if got := list(nil); got != "medic(medic.yaml,15s): alerting/Inline/ok/true | spire(rules/spire.yml,30s): recording/spire:server_up:min/ok/false alerting/ServerDown/ok/true" {
+		t.Errorf("all rules: %s", got)
+	}
+	if got := list(url.Values{"type": {"record"}}); got != "spire(rules/spire.yml,30s): recording/spire:server_up:min/ok/false" {
+		t.Errorf("type=record: %s", got)
+	}
+	if got := list(url.Values{"type": {"alert"}, "rule_name[]": {"ServerDown"}}); got != "spire(rules/spire.yml,30s): alerting/ServerDown/ok/true" {
+		t.Errorf("type=alert, rule_name[]=ServerDown: %s", got)
 	}
 }

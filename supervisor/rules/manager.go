@@ -271,7 +271,11 @@ type RuleStatus struct {
 	// Record is set for a recording rule (Alert is then empty).
 	Record   string    `json:"record,omitempty"`
 	Group    string    `json:"group,omitempty"`
-	Expr     string    `json:"expr"`
+	// File is the rule file of the group ("" for the config's rules[]).
+	File string `json:"file,omitempty"`
+	// GroupInterval is the group's own interval (0: every evaluation).
+	GroupInterval time.Duration `json:"-"`
+	Expr          string        `json:"expr"`
 	For      string    `json:"for,omitempty"`
 	Health   string    `json:"health"`
 	Error    string    `json:"error,omitempty"`
@@ -308,7 +312,7 @@ func (m *Manager) Status() []RuleStatus {
 					EvalSeconds: r.LastEvalDuration.Seconds(), Labels: r.Labels}
 				lastErr = r.LastError
 			}
-			rs.Group, rs.Health = g.Name, "ok"
+			rs.Group, rs.File, rs.GroupInterval, rs.Health = g.Name, g.File, g.Interval, "ok"
 			if rs.LastEval.IsZero() {
 				rs.Health = "unknown"
 			}
