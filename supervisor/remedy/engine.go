@@ -322,7 +322,7 @@ func (e *Engine) stop(now time.Time) {
 func (e *Engine) Observe(now time.Time, firing []Alert) {
 	if !e.o.Sync {
 		e.inMu.Lock()
-		if e.started {
+		if e.started && e.ctx.Err() == nil { // ctx is set before started
 			e.inbox = append(e.inbox, observation{now, firing})
 		}
 		e.inMu.Unlock()
