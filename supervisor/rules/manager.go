@@ -269,18 +269,18 @@ func (m *Manager) EvalWith(ctx context.Context, ts time.Time, query QueryFunc) [
 type RuleStatus struct {
 	Alert string `json:"alert,omitempty"`
 	// Record is set for a recording rule (Alert is then empty).
-	Record   string    `json:"record,omitempty"`
-	Group    string    `json:"group,omitempty"`
+	Record string `json:"record,omitempty"`
+	Group  string `json:"group,omitempty"`
 	// File is the rule file of the group ("" for the config's rules[]).
 	File string `json:"file,omitempty"`
 	// GroupInterval is the group's own interval (0: every evaluation).
 	GroupInterval time.Duration `json:"-"`
 	Expr          string        `json:"expr"`
-	For      string    `json:"for,omitempty"`
-	Health   string    `json:"health"`
-	Error    string    `json:"error,omitempty"`
-	LastEval time.Time `json:"lastEvaluation,omitzero"`
-	Active   []Alert   `json:"active"`
+	For           string        `json:"for,omitempty"`
+	Health        string        `json:"health"`
+	Error         string        `json:"error,omitempty"`
+	LastEval      time.Time     `json:"lastEvaluation,omitzero"`
+	Active        []Alert       `json:"active"`
 	// EvalSeconds is how long the last evaluation took.
 	EvalSeconds   float64           `json:"evaluationSeconds"`
 	KeepFiringFor string            `json:"keepFiringFor,omitempty"`
