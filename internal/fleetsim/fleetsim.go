@@ -417,8 +417,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		rec.mu.Lock()
 		rec.outageTo = recoverAt
 		rec.mu.Unlock()
-		held := heldIncidents(nodes)
-		res.Facts["held_at_end_of_outage"] = held
 		if o.Scenario == Recovery {
 			nStuck := int(math.Ceil(o.StuckShare * float64(o.Sidecars)))
 			stuck = nodes[:nStuck]
@@ -441,7 +439,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				}
 			}
 		}
-		say("upstream back after %s (%d incidents held on fleet-outage at its end; %d agents hung)", recoverAt.Sub(faultAt).Round(time.Millisecond), held, len(stuck))
+		say("upstream back after %s (%d agents hung)", recoverAt.Sub(faultAt).Round(time.Millisecond), len(stuck))
 	default:
 		return nil, fmt.Errorf("unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -504,7 +502,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	// An Event about a fleet-outage hold, as kubectl shows it.
-	note, err := fleetOutageEvent(ctx, o.Admin, o.Namespace, faultAt)
+	note, err := fleetOutageEvent(ctx, o.Admin, o.Namespace, faultAt, fmt.Sprintf(" of %d = ", o.Sidecars))
 	if err != nil {
 		return nil, err
 	}
@@ -572,8 +570,9 @@ func integration(kc *kubeclient.Clientset, rc *rest.Config, id kube.Identity) (*
 }
 
 // fleetOutageEvent returns the note of the latest Event about a
-// fleet-outage hold written since since ("" if none).
-func fleetOutageEvent(ctx context.Context, admin *rest.Config, ns string, since time.Time) (string, error) {
+// fleet-outage hold written since since that contains want (else the
+// latest such Event, else "").
+func fleetOutageEvent(ctx context.Context, admin *rest.Config, ns string, since time.Time, want string) (string, error) {
 	cs, err := kubernetes.NewForConfig(admin)
 	if err != nil {
 		return "", err
@@ -582,26 +581,17 @@ func fleetOutageEvent(ctx context.Context, admin *rest.Config, ns string, since 
 	if err != nil {
 		return "", err
 	}
-	note, at := "", time.Time{}
+	note, at, found := "", time.Time{}, false
 	for _, ev := range evs.Items {
-		t := ev.EventTime.Time
-		if strings.Contains(ev.Note, "reason=fleet-outage") && !t.Before(since.Add(-time.Second)) && t.After(at) {
-			note, at = ev.Note, t
+		t, has := ev.EventTime.Time, strings.Contains(ev.Note, want)
+		if !strings.Contains(ev.Note, "reason=fleet-outage") || t.Before(since.Add(-time.Second)) || found && !has {
+			continue
+		}
+		if has && !found || t.After(at) {
+			note, at, found = ev.Note, t, has
 		}
 	}
 	return note, nil
-}
-
-func heldIncidents(nodes []*node) int {
-	n := 0
-	for _, nd := range nodes {
-		for _, inc := range nd.sup.Status().Incidents {
-			if inc.State == remedy.StateHeld && inc.HeldReason == remedy.ReasonFleetOutage {
-				n++
-			}
-		}
-	}
-	return n
 }
 
 // gather sums a counter over every node's registry, by one label.
