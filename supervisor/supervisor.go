@@ -65,6 +65,10 @@ type Options struct {
 	// Kube is the Kubernetes integration (Events, pause annotation, API
 	// access for actions); nil outside a cluster.
 	Kube *kube.Integration
+	// NoProcessMetrics leaves out the Go runtime and process collectors:
+	// for many supervisors in one process (the fleet simulation), where
+	// they would describe that process, not a medic, a thousand times.
+	NoProcessMetrics bool
 }
 
 // Supervisor is a running medic.
@@ -235,8 +239,10 @@ func New(o Options) (*Supervisor, error) {
 	// Metrics registry: medic's own, never the global default.
 	s.reg = prometheus.NewRegistry()
 	cs := []prometheus.Collector{
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStoreCollector(s.store), probeSeriesCollector{s.store}, newBuildInfo(), newBudgetCollector(s),
+	}
+	if !o.NoProcessMetrics {
+		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	cs = append(cs, s.mgr.Collectors()...)
 	cs = append(cs, metrics.Collectors()...)

@@ -353,7 +353,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		sup, err := supervisor.New(supervisor.Options{Config: c, Listener: ln, Kube: integ,
+		sup, err := supervisor.New(supervisor.Options{Config: c, Listener: ln, Kube: integ, NoProcessMetrics: true,
 			Logger: slog.New(slog.DiscardHandler), Sinks: []remedy.Sink{nodeSink{rec, name}},
 			OnTransition: func(tr rules.Transition) { rec.transition(name, tr) }})
 		if err != nil {
@@ -382,7 +382,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	time.Sleep(t.Window + 2*t.Eval) // every medic has a full window of healthy syncs
 	say("baseline healthy after %s", time.Since(began).Round(time.Millisecond))
 
-	writes0, err := apiserverWrites(ctx, o.Admin)
+	writes0, reads0, err := apiserverRequests(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
@@ -462,11 +462,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("drained %s after the fault ended", drainedAt.Sub(recoverAt).Round(time.Millisecond))
 
 	// Figures.
-	writes1, err := apiserverWrites(ctx, o.Admin)
+	writes1, reads1, err := apiserverRequests(ctx, o.Admin)
 	if err != nil {
 		return nil, err
 	}
 	res.APIServerWrites = writes1 - writes0
+	res.Facts["apiserver_reads"] = reads1 - reads0
+	if n, sum := histogram(nodes, "medic_source_query_duration_seconds"); n > 0 {
+		res.Facts["source_query_mean_ms"] = round(1000 * sum / n)
+	}
 	res.PrometheusQueries = sourceQueries(nodes) - queries0
 	for r, v := range suppressed(nodes) {
 		res.SuppressedByReason[r] = v
@@ -641,31 +645,53 @@ func suppressed(nodes []*node) map[string]int {
 	return out
 }
 
-// apiserverWrites reads the API server's own count of mutating requests.
-func apiserverWrites(ctx context.Context, admin *rest.Config) (int, error) {
+// histogram sums a histogram's count and sum over every node.
+func histogram(nodes []*node, metric string) (count, sum float64) {
+	for _, n := range nodes {
+		mfs, err := n.sup.Registry().Gather()
+		if err != nil {
+			continue
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == metric {
+				for _, m := range mf.GetMetric() {
+					count += float64(m.GetHistogram().GetSampleCount())
+					sum += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return count, sum
+}
+
+// apiserverRequests reads the API server's own count of mutating
+// requests, and of reads (GET, LIST, WATCH).
+func apiserverRequests(ctx context.Context, admin *rest.Config) (writes, reads int, err error) {
 	hc, err := rest.HTTPClientFor(admin)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	req, _ := newRequest(ctx, strings.TrimSuffix(admin.Host, "/")+"/metrics")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.LegacyValidation)
 	mfs, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("apiserver metrics: %w", err)
+		return 0, 0, fmt.Errorf("apiserver metrics: %w", err)
 	}
-	total := 0.0
+	var w, r float64
 	for _, m := range mfs["apiserver_request_total"].GetMetric() {
 		switch labelOf(m, "verb") {
 		case "POST", "PUT", "PATCH", "DELETE", "APPLY":
-			total += m.GetCounter().GetValue()
+			w += m.GetCounter().GetValue()
+		case "GET", "LIST", "WATCH":
+			r += m.GetCounter().GetValue()
 		}
 	}
-	return int(total), nil
+	return int(w), int(r), nil
 }
 
 func waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
