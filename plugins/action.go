@@ -3,6 +3,8 @@ package plugins
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/medic-sidecar/medic/actions"
@@ -80,7 +82,7 @@ func ValidateActions(ctx context.Context, h *Host, uses map[string]*ActionConfig
 		return err
 	}
 	var errs []error
-	for _, name := range sortedKeys(uses) {
+	for _, name := range slices.Sorted(maps.Keys(uses)) {
 		if _, err := NewAction(ctx, *uses[name], actions.Env{Name: name, Plugins: h}); err != nil {
 			errs = append(errs, err)
 		}

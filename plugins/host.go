@@ -18,8 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,7 +114,7 @@ func New(configs map[string]*Config, o Options) (*Host, error) {
 		done:    make(chan struct{}),
 	}
 	var errs []error
-	for _, name := range sortedKeys(configs) {
+	for _, name := range slices.Sorted(maps.Keys(configs)) {
 		c := configs[name]
 		path := "plugins." + name
 		if !nameRe.MatchString(name) {
@@ -137,7 +138,7 @@ func New(configs map[string]*Config, o Options) (*Host, error) {
 }
 
 // Names lists the configured plugins, sorted.
-func (h *Host) Names() []string { return sortedKeys(h.plugins) }
+func (h *Host) Names() []string { return slices.Sorted(maps.Keys(h.plugins)) }
 
 // Collectors returns the host's metrics (medic_plugin_up,
 // medic_plugin_restarts_total, medic_plugin_calls_total,
@@ -218,16 +219,6 @@ func (h *Host) Stop() {
 	})
 }
 
-// Run is Start, then Stop when ctx ends: one task in medic's task group.
-func (h *Host) Run(ctx context.Context) error {
-	if err := h.Start(ctx); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	h.Stop()
-	return nil
-}
-
 // Status reports every plugin's state, sorted by name.
 func (h *Host) Status() []Status {
 	out := make([]Status, 0, len(h.plugins))
@@ -269,22 +260,6 @@ func hangGrace(timeout time.Duration) time.Duration {
 
 // crashWait bounds the wait for a plugin's exit after its connection broke.
 const crashWait = 2 * time.Second
-
-// Info returns the Info of the plugin's running process, starting it if needed.
-func (h *Host) Info(ctx context.Context, name string) (sdk.Info, error) {
-	i, err := h.lookup(name)
-	if err != nil {
-		return sdk.Info{}, err
-	}
-	p, started, err := i.acquire(ctx, false)
-	if err != nil {
-		return sdk.Info{}, err
-	}
-	if started {
-		defer i.stopIfUnwanted(p)
-	}
-	return p.info, nil
-}
 
 // Validate asks plugin name to check config (a JSON document). Problems
 // the plugin reports are returned as cfg.FieldErrors with paths relative
@@ -440,13 +415,4 @@ func toSDKIncident(inc actions.Incident) sdk.Incident {
 		Started:     inc.Started,
 		DryRun:      inc.DryRun,
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

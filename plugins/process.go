@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,12 +61,7 @@ func launch(o launchOptions) (*process, error) {
 	// medic builds the environment itself (SkipHostEnv) so that env from
 	// config wins over medic's own variables of the same name.
 	cmd.Env = append(os.Environ(), "MEDIC_PLUGIN_NAME="+o.name)
-	keys := make([]string, 0, len(o.env))
-	for k := range o.env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(o.env)) {
 		cmd.Env = append(cmd.Env, k+"="+o.env[k])
 	}
 	// Own process group, so the plugin's children are stopped with it;

@@ -9,7 +9,8 @@ package restart
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,12 +83,7 @@ type mode struct {
 var modes = map[string]mode{}
 
 func modeNames() string {
-	var n []string
-	for k := range modes {
-		n = append(n, k)
-	}
-	sort.Strings(n)
-	return strings.Join(n, ", ")
+	return strings.Join(slices.Sorted(maps.Keys(modes)), ", ")
 }
 
 // Validate checks the mode and delegates to it.

@@ -23,14 +23,11 @@ const exitUsage = 2
 // errUsage marks an error that should print usage and exit 2.
 var errUsage = errors.New("usage")
 
-// exitError carries a specific exit code.
-type exitError struct {
-	code int
-	err  error
-}
+// exitCode ends a command with this exit code; the command has already
+// printed what there is to say (problems, or the help that was asked for).
+type exitCode int
 
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 // command is one subcommand. To add one, put in its own file:
 //
@@ -94,17 +91,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		stderr = stdout // help is output asked for: stdout, exit 0
 	}
 	err := cmd.run(ctx, args, stdout, stderr)
-	var ee *exitError
+	var code exitCode
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errUsage):
 		return exitUsage
-	case errors.As(err, &ee):
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintf(stderr, "medic %s: %v\n", name, ee.err)
-		}
-		return ee.code
+	case errors.As(err, &code):
+		return int(code)
 	default:
 		fmt.Fprintf(stderr, "medic %s: %v\n", name, err)
 		return 1

@@ -78,7 +78,7 @@ func cmdPluginValidate(ctx context.Context, args []string, stdout, stderr io.Wri
 		for _, p := range problems {
 			fmt.Fprintf(stderr, "  %v\n", p)
 		}
-		return &exitError{code: exitUsage, err: errors.New("")}
+		return exitCode(exitUsage)
 	}
 	fmt.Fprintf(stdout, "%s: plugins valid (%d plugins)\n", *path, len(c.Plugins))
 	return nil
@@ -116,7 +116,7 @@ func cmdPluginInfo(ctx context.Context, args []string, stdout, stderr io.Writer)
 	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return &exitError{code: 0, err: errors.New("")}
+			return exitCode(0)
 		}
 		return errUsage
 	}

@@ -71,7 +71,7 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	if ruletest.Run(stdout, stderr, fs.Args()...) != 0 {
-		return &exitError{code: 1, err: errors.New("")}
+		return exitCode(1)
 	}
 	return nil
 }

@@ -88,7 +88,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error { return parseArgs(fs, ar
 func parseArgs(fs *flag.FlagSet, args []string, n int) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return &exitError{code: 0, err: errors.New("")}
+			return exitCode(0)
 		}
 		return errUsage
 	}
@@ -120,7 +120,7 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	for _, p := range problems {
 		fmt.Fprintf(stderr, "  %v\n", p)
 	}
-	return nil, &exitError{code: exitUsage, err: errors.New("")}
+	return nil, exitCode(exitUsage)
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -196,7 +196,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		for _, p := range problems {
 			fmt.Fprintf(stderr, "  %v\n", p)
 		}
-		return &exitError{code: exitUsage, err: errors.New("")}
+		return exitCode(exitUsage)
 	}
 	for _, w := range ruleWarnings(c) {
 		fmt.Fprintf(stderr, "warning: %s\n", w)

@@ -109,8 +109,3 @@ func Sorted(err error) []error {
 type Validator interface {
 	Validate() error
 }
-
-// Defaulter is implemented by config sections that fill in defaults.
-type Defaulter interface {
-	SetDefaults()
-}

@@ -8,12 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -606,11 +607,7 @@ func (c *Config) validate(refs bool) error {
 			seen[p.Name] = i
 		}
 	}
-	names := make([]string, 0, len(c.Actions))
-	for n := range c.Actions {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(c.Actions))
 	for _, n := range names {
 		a := c.Actions[n]
 		path := "actions." + n
@@ -652,11 +649,11 @@ func (c *Config) validate(refs bool) error {
 		}
 		if pa, ok := a.Spec.(*plugins.ActionConfig); ok && pa.Name != "" {
 			if _, ok := c.Plugins[pa.Name]; !ok {
-				add(path+"."+plugins.KindName+".name", "unknown plugin %q (configured: %s)", pa.Name, strings.Join(sortedKeys(c.Plugins), ", "))
+				add(path+"."+plugins.KindName+".name", "unknown plugin %q (configured: %s)", pa.Name, strings.Join(slices.Sorted(maps.Keys(c.Plugins)), ", "))
 			}
 		}
 	}
-	for _, n := range sortedKeys(c.Plugins) {
+	for _, n := range slices.Sorted(maps.Keys(c.Plugins)) {
 		if !plugins.ValidName(n) {
 			add("plugins."+n, "plugin name %q: %s", n, nameRule)
 		}
@@ -730,13 +727,4 @@ func checkExpr(s string) error {
 		return nil
 	}
 	return fmt.Errorf("expression must return an instant vector or scalar, not a %s", e.Type())
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 )
@@ -30,7 +32,7 @@ type ActionGuards struct {
 // known (medic validate), described as "enforced in Kubernetes only".
 func (c *Config) Guards(inCluster *bool) []ActionGuards {
 	var out []ActionGuards
-	for _, n := range sortedKeys(c.Actions) {
+	for _, n := range slices.Sorted(maps.Keys(c.Actions)) {
 		a := c.Actions[n]
 		var gs []Guard
 		if c.DryRun {
@@ -80,4 +82,4 @@ func (c *Config) Guards(inCluster *bool) []ActionGuards {
 }
 
 // SortedKeys returns m's keys in order.
-func SortedKeys[V any](m map[string]V) []string { return sortedKeys(m) }
+func SortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

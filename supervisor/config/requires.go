@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
@@ -178,7 +180,7 @@ func (c *Config) sourceNames() map[string]bool {
 
 func (c *Config) validateSources() []error {
 	var errs []error
-	for _, n := range sortedKeys(c.Sources) {
+	for _, n := range slices.Sorted(maps.Keys(c.Sources)) {
 		path := "sources." + n
 		if !nameRe.MatchString(n) {
 			errs = append(errs, cfg.Errorf(path, "source name %q: %s", n, nameRule))

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,7 +70,7 @@ func (c *Config) validateRemediations() error {
 	for _, r := range c.Rules {
 		defined[r.Alert] = true
 	}
-	actions := sortedKeys(c.Actions)
+	actions := slices.Sorted(maps.Keys(c.Actions))
 	checkAction := func(path, a string) {
 		if _, ok := c.Actions[a]; !ok {
 			errs = append(errs, cfg.Errorf(path, "unknown action %q (defined: %s)", a, strings.Join(actions, ", ")))
@@ -110,7 +112,7 @@ func (c *Config) validateRemediations() error {
 			}
 		}
 	}
-	for _, alert := range sortedKeys(c.Remediations) {
+	for _, alert := range slices.Sorted(maps.Keys(c.Remediations)) {
 		path := "remediations." + alert
 		if !defined[alert] {
 			errs = append(errs, cfg.Errorf(path, "no alerting rule named %q in rules[] or ruleFiles", alert))
@@ -237,7 +239,7 @@ func (c *Config) AllExprs() []string {
 			out = append(out, r.Expr)
 		}
 	}
-	for _, n := range sortedKeys(c.Actions) {
+	for _, n := range slices.Sorted(maps.Keys(c.Actions)) {
 		out = append(out, c.Actions[n].Requires.Local()...)
 	}
 	return out

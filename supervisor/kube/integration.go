@@ -158,7 +158,8 @@ func (k *Integration) Collectors() []prometheus.Collector {
 	return cs
 }
 
-// String describes the integration for logs and /status.
+// String describes the integration in one line (fmt's %v); a nil
+// Integration is medic outside a cluster.
 func (k *Integration) String() string {
 	if k == nil {
 		return "off (not in a cluster)"

@@ -76,8 +76,6 @@ type Alert struct {
 	Incident string `json:"incident,omitempty"`
 }
 
-// LabelMap returns the labels as a map.
-func (a *Alert) LabelMap() map[string]string { return a.Labels.Map() }
 
 // Transition is a change of an alert's state at an evaluation.
 type Transition struct {

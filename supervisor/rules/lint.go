@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -64,7 +65,7 @@ func Lint(groups []GroupSpec, extra map[string]string, probes []ProbeInfo) []str
 			items = append(items, item{fmt.Sprintf("%s: %s %s", where, kind, name), r.Expr})
 		}
 	}
-	for _, k := range sortedKeys(extra) {
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		items = append(items, item{k, extra[k]})
 	}
 	var out []string
@@ -114,14 +115,5 @@ func Lint(groups []GroupSpec, extra map[string]string, probes []ProbeInfo) []str
 			return nil
 		})
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

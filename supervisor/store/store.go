@@ -14,6 +14,8 @@ package store
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -320,7 +322,7 @@ func (q *querier) LabelValues(_ context.Context, name string, _ *storage.LabelHi
 			}
 		}
 	}
-	return sortedKeys(set), nil, nil
+	return slices.Sorted(maps.Keys(set)), nil, nil
 }
 
 func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
@@ -332,19 +334,10 @@ func (q *querier) LabelNames(_ context.Context, _ *storage.LabelHints, ms ...*la
 			s.lset.Range(func(l labels.Label) { set[l.Name] = struct{}{} })
 		}
 	}
-	return sortedKeys(set), nil, nil
+	return slices.Sorted(maps.Keys(set)), nil, nil
 }
 
 func (q *querier) Close() error { return nil }
-
-func sortedKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 type seriesSet struct {
 	list []storage.Series

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -616,11 +617,7 @@ func (p *Peer) render(w io.Writer) {
 	b.Grow(len(realPage) + 2048)
 	b.WriteString(p.tmpl.beforeSync)
 	if len(p.stats) > 0 {
-		statuses := make([]string, 0, len(p.stats))
-		for s := range p.stats {
-			statuses = append(statuses, s)
-		}
-		slices.Sort(statuses)
+		statuses := slices.Sorted(maps.Keys(p.stats))
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s counter\n", syncMetric, syncMetric, syncMetric)
 		for _, s := range statuses {
 			fmt.Fprintf(&b, "%s{host=%q,status=%q} %d\n", syncMetric, p.host, s, p.stats[s].count)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,11 +215,7 @@ func Build(o Options) (v1.ImageIndex, error) {
 	if len(o.CACerts) == 0 {
 		o.CACerts = CABundle()
 	}
-	plats := make([]string, 0, len(o.Binaries))
-	for p := range o.Binaries {
-		plats = append(plats, p)
-	}
-	slices.Sort(plats)
+	plats := slices.Sorted(maps.Keys(o.Binaries))
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, ps := range plats {
 		plat, err := parsePlatform(ps)

@@ -100,7 +100,7 @@ func (c *Config) EffectiveTimeout() time.Duration {
 	return min(c.Interval.D(), DefaultMaxTimeout)
 }
 
-// SetDefaults fills the derived default (the timeout); it implements cfg.Defaulter.
+// SetDefaults fills the derived default (the timeout); New calls it.
 func (c *Config) SetDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = cfg.Duration(c.EffectiveTimeout())
@@ -196,7 +196,6 @@ func (c *Config) Validate() error {
 }
 
 var _ cfg.Validator = (*Config)(nil)
-var _ cfg.Defaulter = (*Config)(nil)
 
 // validHeaderName reports whether s is an RFC 9110 token.
 func validHeaderName(s string) bool {
