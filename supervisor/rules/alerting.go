@@ -76,7 +76,6 @@ type Alert struct {
 	Incident string `json:"incident,omitempty"`
 }
 
-
 // Transition is a change of an alert's state at an evaluation.
 type Transition struct {
 	Alert Alert
