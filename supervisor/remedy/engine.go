@@ -225,6 +225,7 @@ type Engine struct {
 	core    *Core
 	ctx     context.Context
 	stopped bool
+	last    time.Time // the latest time a Sync engine was given
 	timer   <-chan time.Time
 	armedAt time.Time
 	kick    chan struct{}
@@ -305,7 +306,11 @@ func (e *Engine) Wait() {
 	e.wg.Wait()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.stop(e.o.Clock.Now())
+	now := e.o.Clock.Now()
+	if e.o.Sync && !e.last.IsZero() {
+		now = e.last // a stepped engine stops at its own time
+	}
+	e.stop(now)
 }
 
 func (e *Engine) stop(now time.Time) {
@@ -337,6 +342,7 @@ func (e *Engine) Observe(now time.Time, firing []Alert) {
 	if e.ctx == nil || e.stopped {
 		return
 	}
+	e.last = now
 	e.apply(now, e.core.Observe(now, firing, guards{e}))
 }
 
@@ -361,6 +367,9 @@ func (e *Engine) Advance(now time.Time) {
 	defer e.mu.Unlock()
 	if e.ctx == nil || e.stopped {
 		return
+	}
+	if now.After(e.last) {
+		e.last = now
 	}
 	for {
 		w, ok := e.core.NextWake()
