@@ -113,17 +113,21 @@ type probeSet map[string]probe.Probe
 
 func (ps probeSet) Probe(name string) (any, bool) { p, ok := ps[name]; return p, ok }
 
-// New builds every part from cfg. Nothing runs until Run.
+// New builds every part from cfg. It fails, before anything runs, on
+// what would make medic act blind: a state directory it cannot write, a
+// probe or action it cannot build, a plugin binary whose sha256 differs
+// or a plugin that rejects its actions' config (plugins start to check
+// it; lazy ones stop again), a port it cannot bind. Probes, rule
+// evaluation, remedy, the HTTP server and eager plugins start in Run.
 func New(o Options) (*Supervisor, error) {
-	c := o.Config
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
+	c := o.Config
 	s := &Supervisor{o: o, cfg: c, log: o.Logger, clk: o.Clock, ladders: map[string][]string{}, retries: map[string]time.Duration{}}
-
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("stateDir: %w", err)
 	}
@@ -137,49 +141,90 @@ func New(o Options) (*Supervisor, error) {
 			s.audit.Close()
 		}
 	}()
+	s.newStore()
+	found, err := s.newProbes()
+	if err != nil {
+		return nil, err
+	}
+	// The agent-liveness endpoint the restart action's probe mode flips.
+	s.livez = livez.New(o.Clock)
+	pluginHost, err := s.newPlugins()
+	if err != nil {
+		return nil, err
+	}
+	steps, err := s.newSteps(found, pluginHost)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.newRules(); err != nil {
+		return nil, err
+	}
+	metrics := s.newRemedy(steps)
+	if s.sources, err = sources.New(c.Sources, sources.Options{TTL: c.EvaluationInterval.D(), Logger: o.Logger.With("component", "sources")}); err != nil {
+		return nil, err
+	}
+	if err := s.registerMetrics(metrics); err != nil {
+		return nil, err
+	}
+	if err := s.newServer(); err != nil {
+		return nil, err
+	}
+	built = true
+	return s, nil
+}
 
-	// Store: keep just enough history for the longest range any rule reads.
+// newStore makes the store, keeping just enough history for the longest
+// range any rule reads, and the PromQL engine over it.
+func (s *Supervisor) newStore() {
+	c := s.cfg
 	retention := rules.LongestRange(config.ExprParser, c.AllExprs()...) + rules.DefaultLookback + 2*c.EvaluationInterval.D() + time.Minute
 	retention = max(retention, c.Store.Retention.D())
-	s.store = store.New(store.Options{MaxSeries: c.Store.MaxSeries, Retention: retention, Logger: o.Logger.With("component", "store")})
-	s.engine = rules.NewEngine(s.store, rules.DefaultLookback, o.Logger.With("component", "promql"))
+	s.store = store.New(store.Options{MaxSeries: c.Store.MaxSeries, Retention: retention, Logger: s.log.With("component", "store")})
+	s.engine = rules.NewEngine(s.store, rules.DefaultLookback, s.log.With("component", "promql"))
+}
 
-	// Probes.
+// newProbes builds every probe with its appender into the store; it
+// returns them by name for the actions that find a probe (reconnect).
+func (s *Supervisor) newProbes() (probeSet, error) {
 	found := probeSet{}
-	for _, pc := range c.Probes {
+	for _, pc := range s.cfg.Probes {
 		k, _ := probe.Lookup(pc.Kind)
-		p, err := k.New(pc.Spec, probe.Env{Name: pc.Name, Logger: o.Logger.With("probe", pc.Name), Clock: o.Clock})
+		p, err := k.New(pc.Spec, probe.Env{Name: pc.Name, Logger: s.log.With("probe", pc.Name), Clock: s.clk})
 		if err != nil {
 			return nil, fmt.Errorf("probe %s: %w", pc.Name, err)
 		}
 		found[pc.Name] = p
 		s.probes = append(s.probes, &probeRunner{name: pc.Name, kind: pc.Kind, p: p, app: s.store.Appender(pc.Name)})
 	}
+	return found, nil
+}
 
-	// The agent-liveness endpoint the restart action's probe mode flips.
-	s.livez = livez.New(o.Clock)
-
-	// Plugins: binaries verified now (a sha256 mismatch refuses start-up);
-	// processes start when actions validate their config (lazy ones stop
-	// again), in Run (eager), or on first use.
-	var pluginHost actions.PluginHost
-	if len(c.Plugins) > 0 {
-		h, err := plugins.New(c.Plugins, plugins.Options{Logger: o.Logger.With("component", "plugins"), Clock: o.Clock,
-			OnEvent: s.pluginEvent})
-		if err != nil {
-			return nil, err
-		}
-		if err := h.Check(); err != nil {
-			return nil, err
-		}
-		s.plugins, pluginHost = h, h
+// newPlugins verifies the plugin binaries (a sha256 mismatch refuses
+// start-up); processes start when actions validate their config, in Run
+// (eager ones), or on first use. It returns nil without plugins.
+func (s *Supervisor) newPlugins() (actions.PluginHost, error) {
+	if len(s.cfg.Plugins) == 0 {
+		return nil, nil
 	}
+	h, err := plugins.New(s.cfg.Plugins, plugins.Options{Logger: s.log.With("component", "plugins"), Clock: s.clk, OnEvent: s.pluginEvent})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Check(); err != nil {
+		return nil, err
+	}
+	s.plugins = h
+	return h, nil
+}
 
-	// Actions.
+// newSteps builds every action and the remedy step around it (backoff,
+// verify, requires, output, budget, fleet limit).
+func (s *Supervisor) newSteps(found probeSet, pluginHost actions.PluginHost) (map[string]*remedy.Step, error) {
+	c, o := s.cfg, s.o
 	steps := map[string]*remedy.Step{}
 	for name, ac := range c.Actions {
 		k, _ := actions.Lookup(ac.Kind)
-		a, err := k.New(ac.Spec, actions.Env{Name: name, Logger: o.Logger.With("action", name), Clock: o.Clock,
+		a, err := k.New(ac.Spec, actions.Env{Name: name, Logger: s.log.With("action", name), Clock: s.clk,
 			StateDir: c.StateDir, Probes: found, AgentLiveness: s.livez, Kube: o.Kube.ActionsEnv(), Plugins: pluginHost})
 		if err != nil {
 			return nil, fmt.Errorf("action %s: %w", name, err)
@@ -195,26 +240,34 @@ func New(o Options) (*Supervisor, error) {
 			st.Fleet = &remedy.FleetLimit{Max: f.Max, Hold: f.Hold.D()}
 			st.FleetFailOpen = f.OnAPIError == config.FleetProceed
 			if o.Kube.Fleet() == nil {
-				o.Logger.Warn("fleet limit not enforced: not in Kubernetes, or POD_NAME/POD_NAMESPACE unset", "action", name)
+				s.log.Warn("fleet limit not enforced: not in Kubernetes, or POD_NAME/POD_NAMESPACE unset", "action", name)
 			}
 		}
 		steps[name] = st
 	}
+	return steps, nil
+}
 
-	// Rules: the config's rules[] then the rule files' groups; recording
-	// rules write into the store.
+// newRules builds the config's rules[] then the rule files' groups
+// (recording rules write into the store), the ladders, and the notifier.
+func (s *Supervisor) newRules() error {
+	c := s.cfg
 	groups, err := rules.NewGroups(c.RuleGroups())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.ladders, s.retries = c.Ladders(), c.RetryExhaustedAfter()
-	s.mgr = rules.NewGroupManager(s.engine, groups, s.store, o.Logger.With("component", "rules"))
-	if s.notifier, err = newNotifier(s, c, o.Listener); err != nil {
-		return nil, fmt.Errorf("alerting: %w", err)
+	s.mgr = rules.NewGroupManager(s.engine, groups, s.store, s.log.With("component", "rules"))
+	if s.notifier, err = newNotifier(s, c, s.o.Listener); err != nil {
+		return fmt.Errorf("alerting: %w", err)
 	}
+	return nil
+}
 
-	// Remedy.
-	budgets := s.budgets
+// newRemedy builds the remedy engine over steps with its guards and
+// sinks, and returns its metrics.
+func (s *Supervisor) newRemedy(steps map[string]*remedy.Step) *remedy.Metrics {
+	c, o := s.cfg, s.o
 	s.pausers = append([]remedy.Pauser{remedy.FilePauser{Path: filepath.Join(c.StateDir, "paused")}}, o.Kube.Pausers()...)
 	metrics := remedy.NewMetrics()
 	for alert, ladder := range s.ladders {
@@ -223,30 +276,27 @@ func New(o Options) (*Supervisor, error) {
 		}
 	}
 	s.remedy = remedy.New(remedy.Options{
-		Steps: steps, Clock: o.Clock, Logger: o.Logger.With("component", "remedy"), DryRun: c.DryRun,
-		Budgets: budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink(nil), o.Sinks...), o.Kube.Sinks()...),
+		Steps: steps, Clock: s.clk, Logger: s.log.With("component", "remedy"), DryRun: c.DryRun,
+		Budgets: s.budgets, Pausers: s.pausers, Sinks: append(append([]remedy.Sink(nil), o.Sinks...), o.Kube.Sinks()...),
 		Journal: s.audit, State: s.state,
 		Precondition: s.precondition, Recheck: c.EvaluationInterval.D(), Metrics: metrics, Fleet: o.Kube.Fleet(),
 		StatePath: filepath.Join(c.StateDir, "incidents.json"), RestoreGrace: restoreGrace(c),
 	})
+	return metrics
+}
 
-	srcs, err := sources.New(c.Sources, sources.Options{TTL: c.EvaluationInterval.D(), Logger: o.Logger.With("component", "sources")})
-	if err != nil {
-		return nil, err
-	}
-	s.sources = srcs
-
-	// Metrics registry: medic's own, never the global default.
+// registerMetrics fills medic's own registry (never the global default).
+func (s *Supervisor) registerMetrics(metrics *remedy.Metrics) error {
 	s.reg = prometheus.NewRegistry()
 	cs := []prometheus.Collector{
 		newStoreCollector(s.store), probeSeriesCollector{s.store}, newBuildInfo(), newBudgetCollector(s),
 	}
-	if !o.NoProcessMetrics {
+	if !s.o.NoProcessMetrics {
 		cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	cs = append(cs, s.mgr.Collectors()...)
 	cs = append(cs, metrics.Collectors()...)
-	cs = append(cs, o.Kube.Collectors()...)
+	cs = append(cs, s.o.Kube.Collectors()...)
 	cs = append(cs, s.sources.Metrics().Collectors()...)
 	if s.plugins != nil {
 		cs = append(cs, s.plugins.Collectors()...)
@@ -256,34 +306,37 @@ func New(o Options) (*Supervisor, error) {
 	}
 	for _, col := range cs {
 		if err := s.reg.Register(col); err != nil {
-			return nil, fmt.Errorf("registering metrics: %w", err)
+			return fmt.Errorf("registering metrics: %w", err)
 		}
 	}
+	return nil
+}
 
-	// Server.
-	ln := o.Listener
+// newServer binds the listeners (unless given) and builds the HTTP
+// server; it serves from Run.
+func (s *Supervisor) newServer() error {
+	c := s.cfg
+	ln := s.o.Listener
 	if ln == nil {
 		var err error
-		ln, err = net.Listen("tcp", c.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listen %s: %w", c.Listen, err)
+		if ln, err = net.Listen("tcp", c.Listen); err != nil {
+			return fmt.Errorf("listen %s: %w", c.Listen, err)
 		}
 	}
-	mln := o.MetricsListener
+	mln := s.o.MetricsListener
 	if mln == nil && c.MetricsListen != "" {
-		mln, err = net.Listen("tcp", c.MetricsListen)
-		if err != nil {
+		var err error
+		if mln, err = net.Listen("tcp", c.MetricsListen); err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("metricsListen %s: %w", c.MetricsListen, err)
+			return fmt.Errorf("metricsListen %s: %w", c.MetricsListen, err)
 		}
 	}
 	s.auditRecovered()
 	s.server = server.New(server.Options{
 		Listener: ln, MetricsListener: mln, Gatherer: s.reg, Healthy: s.healthy, Ready: s.ready, Status: func() any { return s.Status() },
-		Logger: o.Logger.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez, api.Prefix: s.api()},
+		Logger: s.log.With("component", "http"), Extra: map[string]http.Handler{"/livez/agent": s.livez, api.Prefix: s.api()},
 	})
-	built = true
-	return s, nil
+	return nil
 }
 
 // Addr returns the HTTP listener's address.
