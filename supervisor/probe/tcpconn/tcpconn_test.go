@@ -181,7 +181,9 @@ func TestCountsRTTAndScoreOfRealConnections(t *testing.T) {
 				key(MetricConnections, "established"): 3,
 				key(MetricConnections, "close_wait"):  1,
 				key(MetricConnections, "syn_sent"):    0,
-				key(MetricConnections, "time_wait"):   0,
+				// Not time_wait: a connection that an earlier user of this
+				// ephemeral port number (another test, another process)
+				// closed may still be in TIME_WAIT for 60 s (seen in CI).
 			}
 			for k, v := range want {
 				if got[k] != v {
