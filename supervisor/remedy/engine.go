@@ -225,7 +225,7 @@ type Engine struct {
 	core    *Core
 	ctx     context.Context
 	stopped bool
-	last    time.Time // the latest time a Sync engine was given
+	last    time.Time // the latest decision time
 	timer   <-chan time.Time
 	armedAt time.Time
 	kick    chan struct{}
@@ -356,8 +356,20 @@ func (e *Engine) drain() {
 		if e.stopped {
 			return
 		}
-		e.apply(ob.now, e.core.Observe(ob.now, ob.firing, guards{e}))
+		// Time never goes back between decisions (an observation queued
+		// while a timer's decision was being made is a little older).
+		now := e.monotonic(ob.now)
+		e.apply(now, e.core.Observe(now, ob.firing, guards{e}))
 	}
+}
+
+// monotonic returns now, or the latest decision time if that is later.
+func (e *Engine) monotonic(now time.Time) time.Time {
+	if now.Before(e.last) {
+		return e.last
+	}
+	e.last = now
+	return now
 }
 
 // Advance makes, in order, every decision due up to now (Sync engines:
@@ -420,7 +432,7 @@ func (e *Engine) loop(ctx context.Context) {
 			}
 			if !e.stopped {
 				e.drain()
-				now := e.o.Clock.Now()
+				now := e.monotonic(e.o.Clock.Now())
 				e.apply(now, e.core.Tick(now, guards{e}))
 				e.arm()
 				e.publish()
@@ -508,7 +520,7 @@ func (e *Engine) runAsync(r *Run) {
 	res := e.run(r)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.o.Clock.Now()
+	now := e.monotonic(e.o.Clock.Now())
 	if e.ctx.Err() != nil && !e.stopped {
 		e.stop(now)
 	}
