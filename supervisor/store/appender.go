@@ -7,8 +7,6 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
-
-	"github.com/medic-sidecar/medic/supervisor/probe"
 )
 
 var staleNaN = math.Float64frombits(value.StaleNaN)
@@ -37,8 +35,8 @@ var (
 
 // Appender returns the batch appender for one probe. It is used by one
 // goroutine at a time (the probe's own loop).
-func (st *Store) Appender(probeName string) probe.Appender {
-	return &appender{st: st, probe: probeName, cache: map[string]*cacheEntry{},
+func (st *Store) Appender(probeName string) *Appender {
+	return &Appender{st: st, probe: probeName, cache: map[string]*cacheEntry{},
 		log: st.log.With(ProbeLabel, probeName)}
 }
 
@@ -52,7 +50,12 @@ type pending struct {
 	v float64
 }
 
-type appender struct {
+// Appender adds one probe's samples to the store in batches: the samples
+// added since the last Commit are stored at the commit's time, and a series
+// the probe had before but not in the batch gets a stale marker. It has
+// the methods of probe.Appender, probe.CounterAppender and the scrape
+// probe's page appender.
+type Appender struct {
 	st    *Store
 	probe string
 	cache map[string]*cacheEntry
@@ -77,7 +80,7 @@ type appender struct {
 }
 
 // withProbe adds probe="<name>"; a scraped probe label is kept as exported_probe.
-func (a *appender) withProbe(lset labels.Labels) labels.Labels {
+func (a *Appender) withProbe(lset labels.Labels) labels.Labels {
 	b := labels.NewBuilder(lset)
 	if v := lset.Get(ProbeLabel); v != "" {
 		b.Set("exported_"+ProbeLabel, v)
@@ -86,14 +89,14 @@ func (a *appender) withProbe(lset labels.Labels) labels.Labels {
 	return b.Labels()
 }
 
-func (a *appender) Add(lset labels.Labels, v float64) {
+func (a *Appender) Add(lset labels.Labels, v float64) {
 	a.keybuf = append(a.keybuf[:0], lset.String()...)
 	a.AddRaw(a.keybuf, func() labels.Labels { return lset }, v)
 }
 
 // AddRaw appends one of the probe's own samples: a medic_* series is held
 // in the reserve for medic's own series.
-func (a *appender) AddRaw(key []byte, mk func() labels.Labels, v float64) {
+func (a *Appender) AddRaw(key []byte, mk func() labels.Labels, v float64) {
 	a.add(key, mk, v, false)
 }
 
@@ -101,7 +104,7 @@ func (a *appender) AddRaw(key []byte, mk func() labels.Labels, v float64) {
 // counts against MaxSeries whatever its name, and a refusal is reported
 // per probe. counter marks a sample of a counter family (see
 // AddCounterRaw).
-func (a *appender) AddPageRaw(key []byte, mk func() labels.Labels, v float64, counter bool) {
+func (a *Appender) AddPageRaw(key []byte, mk func() labels.Labels, v float64, counter bool) {
 	a.pages = true
 	if counter {
 		a.addCounter(key, mk, v, true)
@@ -110,7 +113,7 @@ func (a *appender) AddPageRaw(key []byte, mk func() labels.Labels, v float64, co
 	a.add(key, mk, v, true)
 }
 
-func (a *appender) add(key []byte, mk func() labels.Labels, v float64, page bool) {
+func (a *Appender) add(key []byte, mk func() labels.Labels, v float64, page bool) {
 	e, ok := a.cache[string(key)]
 	if ok && e.s != nil && e.s.removed.Load() {
 		ok = false // collected by GC while the probe was silent
@@ -136,11 +139,11 @@ func (a *appender) add(key []byte, mk func() labels.Labels, v float64, page bool
 
 // AddCounterRaw is AddRaw for counters: a series new to this probe after
 // its first commit also gets a 0 at the previous commit (see probe.CounterAppender).
-func (a *appender) AddCounterRaw(key []byte, mk func() labels.Labels, v float64) {
+func (a *Appender) AddCounterRaw(key []byte, mk func() labels.Labels, v float64) {
 	a.addCounter(key, mk, v, false)
 }
 
-func (a *appender) addCounter(key []byte, mk func() labels.Labels, v float64, page bool) {
+func (a *Appender) addCounter(key []byte, mk func() labels.Labels, v float64, page bool) {
 	e, known := a.cache[string(key)]
 	known = known && !(e.s != nil && e.s.removed.Load())
 	a.add(key, mk, v, page)
@@ -155,7 +158,7 @@ func (a *appender) addCounter(key []byte, mk func() labels.Labels, v float64, pa
 // reportLimit appends the probe's series-cap samples to the open batch and
 // logs when the probe becomes limited or stops being limited. It returns
 // how many samples it added to the batch.
-func (a *appender) reportLimit() int {
+func (a *Appender) reportLimit() int {
 	if !a.pages {
 		return 0
 	}
@@ -175,7 +178,7 @@ func (a *appender) reportLimit() int {
 	return len(a.batch) - before
 }
 
-func (a *appender) Commit(now time.Time) (int, error) {
+func (a *Appender) Commit(now time.Time) (int, error) {
 	own := a.reportLimit()
 	t := now.UnixMilli()
 	a.gen++

@@ -209,10 +209,7 @@ func TestStaleMarkersSurviveEncoding(t *testing.T) {
 // after the marker's chunk has been written.
 func TestZeroReplacesStaleMarkerAtTheSameTimestamp(t *testing.T) {
 	st := store.New(store.Options{})
-	app := st.Appender("p").(interface {
-		AddCounterRaw(key []byte, mk func() labels.Labels, v float64)
-		Commit(time.Time) (int, error)
-	})
+	app := st.Appender("p")
 	c := labels.FromStrings("__name__", "c")
 	add := func(v float64) { app.AddCounterRaw([]byte("c"), func() labels.Labels { return c }, v) }
 	for i := range 300 {

@@ -19,7 +19,7 @@ import (
 // one open chunk being appended to (copied for a query), and its newest
 // sample kept aside: a sample at the same timestamp replaces it (the 0 a
 // new counter gets where a vanished series left a stale marker, see
-// appender.Commit), which an append-only chunk could not do.
+// Appender.Commit), which an append-only chunk could not do.
 //
 // Retention drops whole chunks as appends move the horizon; samples of a
 // partly expired chunk are hidden from every read (each read starts at the

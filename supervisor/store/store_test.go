@@ -174,10 +174,7 @@ func BenchmarkIngest10kSeries(b *testing.B) {
 
 func TestNewCounterSeriesStartsAtZero(t *testing.T) {
 	st := store.New(store.Options{})
-	app := st.Appender("spire").(interface {
-		AddCounterRaw(key []byte, mk func() labels.Labels, v float64)
-		Commit(time.Time) (int, error)
-	})
+	app := st.Appender("spire")
 	ok := labels.FromStrings("__name__", "sync", "status", "OK")
 	bad := labels.FromStrings("__name__", "sync", "status", "Unavailable")
 	add := func(l labels.Labels, v float64) {
@@ -207,17 +204,11 @@ func TestNewCounterSeriesStartsAtZero(t *testing.T) {
 	}
 }
 
-type pageAppender interface {
-	AddPageRaw(key []byte, mk func() labels.Labels, v float64, counter bool)
-	AddRaw(key []byte, mk func() labels.Labels, v float64)
-	Commit(time.Time) (int, error)
-}
-
 // A page filling the series cap cannot crowd out medic's own series, and a
 // page series named medic_* gets no share of their reserve.
 func TestOwnSeriesAreReservedBeyondTheCap(t *testing.T) {
 	st := store.New(store.Options{MaxSeries: 10})
-	app := st.Appender("big").(pageAppender)
+	app := st.Appender("big")
 	page := func(name string, i int) {
 		l := labels.FromStrings("__name__", name, "i", fmt.Sprint(i))
 		app.AddPageRaw([]byte(l.String()), func() labels.Labels { return l }, 1, false)
