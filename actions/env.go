@@ -3,11 +3,11 @@ package actions
 import (
 	"context"
 	"log/slog"
-	"time"
-
-	"github.com/medic-sidecar/medic/internal/kubeclient"
 
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
+	"github.com/medic-sidecar/medic/internal/livez"
+	"github.com/medic-sidecar/medic/supervisor/probe"
 )
 
 // Env is what the supervisor hands an action kind when it builds one.
@@ -19,7 +19,7 @@ type Env struct {
 	// Probes finds a running probe by name (e.g. for reconnect probe:).
 	Probes ProbeFinder
 	// AgentLiveness is medic's /livez/agent endpoint (restart mode probe).
-	AgentLiveness LivenessSwitch
+	AgentLiveness *livez.Switch
 	// Kube is the Kubernetes API and medic's own pod; nil outside a
 	// cluster (restart modes pod and rollout need it).
 	Kube *KubeEnv
@@ -36,24 +36,10 @@ type KubeEnv struct {
 	Node      string
 }
 
-// ProbeFinder looks up a running probe by name. The value is the probe
-// itself; callers type-assert the capability they need.
+// ProbeFinder looks up a running probe by name; an action asserts the
+// capability it needs and defines it (reconnect's Redialer).
 type ProbeFinder interface {
-	Probe(name string) (any, bool)
-}
-
-// Redialer is implemented by probes that own a connection medic can
-// re-dial on demand (reconnect probe:). Redial drops the current
-// connection, resets the reconnect backoff and dials again now.
-type Redialer interface {
-	Redial(reason string)
-}
-
-// LivenessSwitch is the agent-liveness endpoint (/livez/agent) that the
-// restart action's probe mode flips to failing for a hold period.
-type LivenessSwitch interface {
-	// FailFor makes the endpoint answer 503 for d and returns when it will recover.
-	FailFor(d time.Duration) time.Time
+	Probe(name string) (probe.Probe, bool)
 }
 
 // PluginHost runs external remediation plugins (plugins.Host). Validate

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 )
@@ -53,7 +54,7 @@ func newEngineEnv(t *testing.T, steps map[string]stepSpec, opts ...envOption) *e
 			t.Fatalf("step %s: %v", name, err)
 		}
 		rs[name] = &remedy.Step{Name: name, Kind: KindName, Action: a, Verify: engineVerify,
-			Backoff: actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(engineBackoff), Attempts: max(sp.attempts, 1)}}
+			Backoff: backoff.Config{Policy: backoff.PolicyConstant, Initial: cfg.Duration(engineBackoff), Attempts: max(sp.attempts, 1)}}
 	}
 	e.eng = remedy.New(remedy.Options{Steps: rs, Clock: e.clk, Sinks: []remedy.Sink{e.rec, audit}})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -13,6 +13,7 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 )
 
@@ -287,8 +288,8 @@ func (i *instance) crashed(now time.Time, why error) {
 		return
 	}
 	if n == 1 || i.backoff == nil {
-		i.backoff = actions.NewBackoff(actions.BackoffConfig{
-			Policy:   actions.PolicyExponential,
+		i.backoff = backoff.New(backoff.Config{
+			Policy:   backoff.PolicyExponential,
 			Initial:  i.cfg.Restart.Initial,
 			Max:      i.cfg.Restart.Max,
 			Jitter:   10,

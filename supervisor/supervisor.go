@@ -43,9 +43,6 @@ import (
 	"github.com/medic-sidecar/medic/supervisor/store"
 )
 
-// The restart action's probe mode flips medic's /livez/agent switch.
-var _ actions.LivenessSwitch = (*livez.Switch)(nil)
-
 // Version is medic's version (internal/version: -ldflags -X or the build info).
 var Version = version.Get().Version
 
@@ -111,7 +108,7 @@ type probeRunner struct {
 // probeSet finds running probes by name for actions (reconnect probe:).
 type probeSet map[string]probe.Probe
 
-func (ps probeSet) Probe(name string) (any, bool) { p, ok := ps[name]; return p, ok }
+func (ps probeSet) Probe(name string) (probe.Probe, bool) { p, ok := ps[name]; return p, ok }
 
 // New builds every part from cfg. It fails, before anything runs, on
 // what would make medic act blind: a state directory it cannot write, a

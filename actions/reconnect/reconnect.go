@@ -172,6 +172,13 @@ func (a *Action) Run(ctx context.Context, inc actions.Incident) (actions.Result,
 	return a.destroy(ctx, inc)
 }
 
+// Redialer is a probe that owns a connection medic can re-dial on demand
+// (the grpcStream probe). Redial drops the current connection, resets the
+// reconnect backoff and dials again now.
+type Redialer interface {
+	Redial(reason string)
+}
+
 func (a *Action) redial(inc actions.Incident) (actions.Result, error) {
 	res := actions.Result{Details: map[string]any{"probe": a.c.Probe}}
 	if a.env.Probes == nil {
@@ -181,7 +188,7 @@ func (a *Action) redial(inc actions.Incident) (actions.Result, error) {
 	if !ok {
 		return res, actions.Permanent(fmt.Errorf("reconnect probe %q: no probe of that name (probe: must name an entry of probes[])", a.c.Probe))
 	}
-	r, ok := p.(actions.Redialer)
+	r, ok := p.(Redialer)
 	if !ok {
 		return res, actions.Permanent(fmt.Errorf("reconnect probe %q: a %T owns no connection medic can re-dial "+
 			"(use a grpcStream probe, or peer: to reset the agent's own connections)", a.c.Probe, p))

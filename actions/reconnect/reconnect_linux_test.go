@@ -30,6 +30,7 @@ import (
 	_ "github.com/medic-sidecar/medic/actions/reconnect"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/supervisor/config"
+	"github.com/medic-sidecar/medic/supervisor/probe"
 )
 
 // clientEnv makes the test binary act as the "agent": a gRPC client in its
@@ -475,14 +476,22 @@ func (r *redialer) Redial(reason string) {
 	r.reasons = append(r.reasons, reason)
 }
 
-// finder is a fixed probe table standing in for the supervisor's.
-type finder map[string]any
+// Run makes the stand-in a probe; it observes nothing.
+func (r *redialer) Run(ctx context.Context, _ probe.Appender) error { <-ctx.Done(); return nil }
 
-func (f finder) Probe(name string) (any, bool) { p, ok := f[name]; return p, ok }
+// plainProbe is a probe without a connection to re-dial.
+type plainProbe struct{}
+
+func (plainProbe) Run(ctx context.Context, _ probe.Appender) error { <-ctx.Done(); return nil }
+
+// finder is a fixed probe table standing in for the supervisor's.
+type finder map[string]probe.Probe
+
+func (f finder) Probe(name string) (probe.Probe, bool) { p, ok := f[name]; return p, ok }
 
 func TestProbeRedial(t *testing.T) {
 	rd := &redialer{}
-	env := actions.Env{Probes: finder{"relay": rd, "spire": struct{}{}}}
+	env := actions.Env{Probes: finder{"relay": rd, "spire": plainProbe{}}}
 
 	act := mustBuild(t, `{probe: relay}`, env)
 	res, err := act.Run(context.Background(), actions.Incident{ID: "inc-7", Alert: "RelayStreamDown", Attempt: 2})
@@ -506,7 +515,7 @@ func TestProbeRedial(t *testing.T) {
 	if _, err := mustBuild(t, `{probe: relay}`, actions.Env{Probes: finder{}}).Run(context.Background(), actions.Incident{}); !actions.IsPermanent(err) || !strings.Contains(err.Error(), "no probe of that name") {
 		t.Errorf("missing probe: err = %v", err)
 	}
-	if _, err := mustBuild(t, `{probe: relay}`, actions.Env{Probes: finder{"relay": struct{}{}}}).Run(context.Background(), actions.Incident{}); !actions.IsPermanent(err) || !strings.Contains(err.Error(), "owns no connection medic can re-dial") {
+	if _, err := mustBuild(t, `{probe: relay}`, actions.Env{Probes: finder{"relay": plainProbe{}}}).Run(context.Background(), actions.Incident{}); !actions.IsPermanent(err) || !strings.Contains(err.Error(), "owns no connection medic can re-dial") {
 		t.Errorf("not a redialer: err = %v", err)
 	}
 	_, err = mustBuild(t, `{probe: relay}`, actions.Env{}).Run(context.Background(), actions.Incident{})

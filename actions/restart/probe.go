@@ -8,6 +8,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/livez"
 )
 
 // ModeProbe makes medic's /livez/agent endpoint fail so that the agent
@@ -40,6 +41,15 @@ func HoldFor(c *Config) time.Duration {
 	return time.Duration(c.FailureThreshold*c.PeriodSeconds+c.PeriodSeconds) * time.Second
 }
 
+// LivenessSwitch is the agent-liveness endpoint (/livez/agent,
+// internal/livez) that probe mode flips to failing for a hold period.
+type LivenessSwitch interface {
+	// FailFor makes the endpoint answer 503 for d and returns when it will recover.
+	FailFor(d time.Duration) time.Time
+}
+
+var _ LivenessSwitch = (*livez.Switch)(nil)
+
 // reasoner is implemented by switches that show a reason in their 503
 // body (internal/livez.Switch).
 type reasoner interface {
@@ -61,7 +71,7 @@ func buildProbe(c *Config, env actions.Env) (actions.Action, error) {
 // enough failed probes, so the step's verify window (which should be at
 // least the hold plus the agent's start-up time) judges the outcome.
 type ProbeAction struct {
-	sw        actions.LivenessSwitch
+	sw        LivenessSwitch
 	hold      time.Duration
 	threshold int
 	period    int

@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/notify"
@@ -97,7 +98,7 @@ type Probe struct {
 type Action struct {
 	Name string `yaml:"-" json:"name"`
 	// Backoff is the action's own retry policy within a step.
-	Backoff actions.BackoffConfig `yaml:"backoff" json:"backoff"`
+	Backoff backoff.Config `yaml:"backoff" json:"backoff"`
 	// Verify is how long after an attempt the alert must stop firing for
 	// the attempt to count as a fix.
 	Verify cfg.Duration `yaml:"verify" json:"verify"`
@@ -191,7 +192,7 @@ func Default() *Config {
 
 // DefaultAction returns an action's step settings before its YAML is applied.
 func DefaultAction() *Action {
-	return &Action{Backoff: actions.DefaultBackoff(), Verify: cfg.Duration(DefaultVerify)}
+	return &Action{Backoff: backoff.Default(), Verify: cfg.Duration(DefaultVerify)}
 }
 
 // LoadFile reads and validates a config file, and checks what the host

@@ -16,6 +16,7 @@ import (
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/actions/restart"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 	"github.com/medic-sidecar/medic/supervisor/kube"
@@ -73,7 +74,7 @@ func TestEndToEndPausedThenRestartPod(t *testing.T) {
 	}
 	eng := remedy.New(remedy.Options{
 		Steps: map[string]*remedy.Step{"delete-agent": {Name: "delete-agent", Kind: restart.Kind, Action: act,
-			Backoff: actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
+			Backoff: backoff.Config{Policy: backoff.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
 			Verify:  10 * time.Second}},
 		Pausers: k.Pausers(), Sinks: k.Sinks(), Recheck: 50 * time.Millisecond,
 	})
@@ -231,7 +232,7 @@ func TestEndToEndFleetLimitAcrossTwoPods(t *testing.T) {
 		n := &node{pod: self.Name, act: &countAction{}, sup: &suppressions{}, kube: k}
 		n.eng = remedy.New(remedy.Options{
 			Steps: map[string]*remedy.Step{action: {Name: action, Kind: "test", Action: n.act,
-				Backoff: actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
+				Backoff: backoff.Config{Policy: backoff.PolicyConstant, Initial: cfg.Duration(100 * time.Millisecond), Attempts: 1},
 				Verify:  time.Minute, Fleet: &remedy.FleetLimit{Max: 1}}},
 			Sinks: append(k.Sinks(), n.sup), Fleet: k.Fleet(), Recheck: 50 * time.Millisecond,
 		})

@@ -11,6 +11,7 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 )
 
 // The decision core: every incident is plain data, and every decision is a
@@ -462,7 +463,7 @@ func (c *Core) enterStep(inc *incident, i int) {
 		if st == nil {
 			continue // config validation forbids this; be safe
 		}
-		inc.backoff = actions.NewBackoff(st.Backoff, coreClock{c})
+		inc.backoff = backoff.New(st.Backoff, coreClock{c})
 		inc.attemptNo, inc.maxAttempts = 1, max(st.Backoff.Attempts, 1)
 		inc.phase, inc.nextAttempt = phaseDue, false
 		inc.lastGuard, inc.lastGuardM, inc.stateMsg = "", "", ""

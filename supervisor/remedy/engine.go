@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/clock"
 )
 
@@ -82,7 +83,7 @@ type Step struct {
 	Name    string
 	Kind    string
 	Action  actions.Action
-	Backoff actions.BackoffConfig
+	Backoff backoff.Config
 	Verify  time.Duration
 	Budget  *Budget
 	// Requires are the step's preconditions; all must hold before an

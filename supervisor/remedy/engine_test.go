@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
 )
@@ -84,8 +85,8 @@ type fixture struct {
 	now time.Time
 }
 
-func constant(d time.Duration, attempts int) actions.BackoffConfig {
-	return actions.BackoffConfig{Policy: actions.PolicyConstant, Initial: cfg.Duration(d), Attempts: attempts}
+func constant(d time.Duration, attempts int) backoff.Config {
+	return backoff.Config{Policy: backoff.PolicyConstant, Initial: cfg.Duration(d), Attempts: attempts}
 }
 
 // newFixture steps a Sync engine: decisions at chosen timestamps.
@@ -226,7 +227,7 @@ func TestPermanentErrorSkipsRemainingAttempts(t *testing.T) {
 func TestRetryableErrorFollowsBackoffThenExhausts(t *testing.T) {
 	flaky := &funcAction{fn: func(int) error { return errors.New("connection refused") }}
 	f := newFixture(t, Options{Steps: map[string]*Step{
-		"flaky": {Name: "flaky", Action: flaky, Backoff: actions.BackoffConfig{Policy: actions.PolicyExponential,
+		"flaky": {Name: "flaky", Action: flaky, Backoff: backoff.Config{Policy: backoff.PolicyExponential,
 			Initial: cfg.Duration(time.Second), Max: cfg.Duration(time.Minute), Attempts: 3}, Verify: time.Minute},
 	}})
 	f.fire("flaky")

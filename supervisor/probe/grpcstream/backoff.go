@@ -5,12 +5,12 @@ import (
 
 	"github.com/sethvargo/go-retry"
 
-	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/clock"
 )
 
 // reconnectBackoff is the probe's reconnect delay sequence, built with
-// actions.NewBackoff from the configured policy.
+// backoff.New from the configured policy.
 //
 // A probe retries forever, while go-retry's exponential sequence is
 // base << attempt: after some 30 doublings the shift overflows, and what
@@ -24,17 +24,17 @@ type reconnectBackoff struct {
 	hold retry.Backoff
 }
 
-func newReconnectBackoff(c actions.BackoffConfig, clk clock.Clock) *reconnectBackoff {
+func newReconnectBackoff(c backoff.Config, clk clock.Clock) *reconnectBackoff {
 	grow := c
 	grow.Attempts = unlimited
 	hold := c
-	hold.Policy = actions.PolicyConstant
+	hold.Policy = backoff.PolicyConstant
 	hold.Initial = c.Max
 	hold.Attempts = unlimited
 	return &reconnectBackoff{
-		grow: actions.NewBackoff(grow, clk),
+		grow: backoff.New(grow, clk),
 		left: stepsBelow(c),
-		hold: actions.NewBackoff(hold, clk),
+		hold: backoff.New(hold, clk),
 	}
 }
 
@@ -58,16 +58,16 @@ func (b *reconnectBackoff) AtCap() time.Duration {
 }
 
 // stepsBelow counts the base sequence's values below max (jitter aside).
-func stepsBelow(c actions.BackoffConfig) int {
+func stepsBelow(c backoff.Config) int {
 	initial, limit := c.Initial.D(), c.Max.D()
 	if initial <= 0 {
 		initial = time.Second
 	}
 	n := 0
 	switch c.Policy {
-	case actions.PolicyConstant:
+	case backoff.PolicyConstant:
 		return 1 << 30
-	case actions.PolicyFibonacci:
+	case backoff.PolicyFibonacci:
 		a, b := time.Duration(0), initial
 		for v := a + b; v < limit && v > 0; v = a + b {
 			n++

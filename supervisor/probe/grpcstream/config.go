@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/relayapi"
 )
@@ -43,9 +43,9 @@ const (
 
 // DefaultBackoff is the reconnect policy: exponential 1s → 30s, 20%
 // jitter, unlimited attempts (attempts 0).
-func DefaultBackoff() actions.BackoffConfig {
-	return actions.BackoffConfig{
-		Policy:  actions.PolicyExponential,
+func DefaultBackoff() backoff.Config {
+	return backoff.Config{
+		Policy:  backoff.PolicyExponential,
 		Initial: cfg.Duration(time.Second),
 		Max:     cfg.Duration(30 * time.Second),
 		Jitter:  20,
@@ -81,7 +81,7 @@ type Config struct {
 	DialTimeout cfg.Duration `yaml:"dialTimeout" json:"dialTimeout"`
 	// Backoff is the reconnect policy. attempts and maxDuration must be 0:
 	// the probe never gives up.
-	Backoff actions.BackoffConfig `yaml:"backoff" json:"backoff"`
+	Backoff backoff.Config `yaml:"backoff" json:"backoff"`
 }
 
 // HealthCheckConfig is the optional unary HealthCheck.
@@ -196,7 +196,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validateBackoff(b actions.BackoffConfig) error {
+func validateBackoff(b backoff.Config) error {
 	var errs []error
 	if b.Attempts != 0 {
 		errs = append(errs, cfg.Errorf("attempts", "must be 0 (unlimited): a stream probe never gives up"))
@@ -220,5 +220,5 @@ func quoteList(v []string) string {
 	return strings.Join(q, " or ")
 }
 
-// unlimited is the attempts value handed to actions.NewBackoff.
+// unlimited is the attempts value handed to backoff.New.
 const unlimited = math.MaxInt32

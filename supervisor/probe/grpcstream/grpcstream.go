@@ -35,7 +35,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/relayapi"
 	"github.com/medic-sidecar/medic/supervisor/probe"
@@ -142,10 +141,7 @@ type Probe struct {
 	running        bool
 }
 
-var (
-	_ probe.Probe      = (*Probe)(nil)
-	_ actions.Redialer = (*Probe)(nil)
-)
+var _ probe.Probe = (*Probe)(nil)
 
 // New builds a probe from a validated config.
 func New(c Config, env probe.Env) (*Probe, error) {
@@ -177,7 +173,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 }
 
 // Redial drops the current connection, resets the reconnect backoff and
-// dials again now (actions.Redialer, used by the reconnect action).
+// dials again now (the reconnect action's Redialer).
 func (p *Probe) Redial(reason string) {
 	select {
 	case p.redial <- reason:

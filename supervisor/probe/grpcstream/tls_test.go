@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 )
@@ -110,7 +110,7 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestReconnectBackoffSequence(t *testing.T) {
-	b := newReconnectBackoff(actions.BackoffConfig{Policy: actions.PolicyExponential,
+	b := newReconnectBackoff(backoff.Config{Policy: backoff.PolicyExponential,
 		Initial: cfgDuration(time.Second), Max: cfgDuration(30 * time.Second)}, clock.NewFake(t0))
 	want := []time.Duration{1, 2, 4, 8, 16, 30, 30}
 	for i, w := range want {
@@ -131,7 +131,7 @@ func TestReconnectBackoffSequence(t *testing.T) {
 }
 
 func TestReconnectBackoffJitterAndFibonacci(t *testing.T) {
-	b := newReconnectBackoff(actions.BackoffConfig{Policy: actions.PolicyFibonacci,
+	b := newReconnectBackoff(backoff.Config{Policy: backoff.PolicyFibonacci,
 		Initial: cfgDuration(time.Second), Max: cfgDuration(10 * time.Second), Jitter: 20}, clock.NewFake(t0))
 	base := []time.Duration{1, 2, 3, 5, 8, 10, 10, 10}
 	for i, w := range base {

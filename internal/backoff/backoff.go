@@ -1,4 +1,7 @@
-package actions
+// Package backoff is the retry policy medic uses wherever it waits between
+// tries: between attempts of an action (remedy), between a probe's
+// reconnects (grpcStream) and a plugin's restarts. It builds on go-retry.
+package backoff
 
 import (
 	"errors"
@@ -18,9 +21,9 @@ const (
 	PolicyConstant    = "constant"
 )
 
-// BackoffConfig is a step's retry policy: the delay between attempts of
+// Config is a step's retry policy: the delay between attempts of
 // one action within an incident.
-type BackoffConfig struct {
+type Config struct {
 	Policy      string       `yaml:"policy" json:"policy"`
 	Initial     cfg.Duration `yaml:"initial" json:"initial"`
 	Max         cfg.Duration `yaml:"max" json:"max"`
@@ -29,9 +32,9 @@ type BackoffConfig struct {
 	MaxDuration cfg.Duration `yaml:"maxDuration" json:"maxDuration"`
 }
 
-// DefaultBackoff is the policy of an action that names none.
-func DefaultBackoff() BackoffConfig {
-	return BackoffConfig{
+// Default is the policy of an action that names none.
+func Default() Config {
+	return Config{
 		Policy:   PolicyExponential,
 		Initial:  cfg.Duration(5 * time.Second),
 		Max:      cfg.Duration(5 * time.Minute),
@@ -41,7 +44,7 @@ func DefaultBackoff() BackoffConfig {
 }
 
 // Validate reports every problem with the policy.
-func (b BackoffConfig) Validate() error {
+func (b Config) Validate() error {
 	var errs []error
 	switch b.Policy {
 	case PolicyExponential, PolicyFibonacci, PolicyConstant:
@@ -61,15 +64,15 @@ func (b BackoffConfig) Validate() error {
 }
 
 // String summarises the policy for logs and /status.
-func (b BackoffConfig) String() string {
+func (b Config) String() string {
 	return fmt.Sprintf("%s %s..%s jitter %d%% x%d", b.Policy, b.Initial, b.Max, b.Jitter, b.Attempts)
 }
 
-// NewBackoff turns a policy into a go-retry Backoff: the base sequence,
+// New turns a policy into a go-retry Backoff: the base sequence,
 // jitter (± percent), a cap at max, attempts-1 retries, and maxDuration
 // measured on clk from the moment of the call. Every step of every
 // incident gets its own instance.
-func NewBackoff(c BackoffConfig, clk clock.Clock) retry.Backoff {
+func New(c Config, clk clock.Clock) retry.Backoff {
 	initial := c.Initial.D()
 	if initial <= 0 {
 		initial = time.Second

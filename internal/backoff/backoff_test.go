@@ -1,17 +1,17 @@
-package actions_test
+package backoff_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/medic-sidecar/medic/actions"
+	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
 )
 
-func delays(t *testing.T, c actions.BackoffConfig, clk *clock.Fake, advance bool) []time.Duration {
+func delays(t *testing.T, c backoff.Config, clk *clock.Fake, advance bool) []time.Duration {
 	t.Helper()
-	b := actions.NewBackoff(c, clk)
+	b := backoff.New(c, clk)
 	var out []time.Duration
 	for range 10000 {
 		d, stop := b.Next()
@@ -31,16 +31,16 @@ func TestBackoffPolicies(t *testing.T) {
 	s := time.Second
 	cases := []struct {
 		name string
-		c    actions.BackoffConfig
+		c    backoff.Config
 		want []time.Duration
 	}{
-		{"exponential doubles up to max", actions.BackoffConfig{Policy: "exponential", Initial: cfg.Duration(s), Max: cfg.Duration(5 * s), Attempts: 6},
+		{"exponential doubles up to max", backoff.Config{Policy: "exponential", Initial: cfg.Duration(s), Max: cfg.Duration(5 * s), Attempts: 6},
 			[]time.Duration{s, 2 * s, 4 * s, 5 * s, 5 * s}},
-		{"fibonacci", actions.BackoffConfig{Policy: "fibonacci", Initial: cfg.Duration(s), Attempts: 6},
+		{"fibonacci", backoff.Config{Policy: "fibonacci", Initial: cfg.Duration(s), Attempts: 6},
 			[]time.Duration{s, 2 * s, 3 * s, 5 * s, 8 * s}},
-		{"constant", actions.BackoffConfig{Policy: "constant", Initial: cfg.Duration(3 * s), Attempts: 3},
+		{"constant", backoff.Config{Policy: "constant", Initial: cfg.Duration(3 * s), Attempts: 3},
 			[]time.Duration{3 * s, 3 * s}},
-		{"one attempt means no retry", actions.BackoffConfig{Policy: "constant", Initial: cfg.Duration(s), Attempts: 1},
+		{"one attempt means no retry", backoff.Config{Policy: "constant", Initial: cfg.Duration(s), Attempts: 1},
 			nil},
 	}
 	for _, tc := range cases {
@@ -59,7 +59,7 @@ func TestBackoffPolicies(t *testing.T) {
 }
 
 func TestBackoffJitterStaysWithinBoundsAndUnderMax(t *testing.T) {
-	c := actions.BackoffConfig{Policy: "constant", Initial: cfg.Duration(10 * time.Second), Max: cfg.Duration(11 * time.Second), Jitter: 20, Attempts: 1000}
+	c := backoff.Config{Policy: "constant", Initial: cfg.Duration(10 * time.Second), Max: cfg.Duration(11 * time.Second), Jitter: 20, Attempts: 1000}
 	got := delays(t, c, clock.NewFake(time.Unix(0, 0)), false)
 	if len(got) != 999 {
 		t.Fatalf("%d delays, want 999", len(got))
@@ -78,7 +78,7 @@ func TestBackoffJitterStaysWithinBoundsAndUnderMax(t *testing.T) {
 
 func TestBackoffMaxDurationOnInjectedClock(t *testing.T) {
 	clk := clock.NewFake(time.Unix(0, 0))
-	c := actions.BackoffConfig{Policy: "constant", Initial: cfg.Duration(4 * time.Second), Attempts: 100, MaxDuration: cfg.Duration(10 * time.Second)}
+	c := backoff.Config{Policy: "constant", Initial: cfg.Duration(4 * time.Second), Attempts: 100, MaxDuration: cfg.Duration(10 * time.Second)}
 	got := delays(t, c, clk, true)
 	// 4s, 4s, then only 2s of the 10s budget remain; then stop.
 	want := []time.Duration{4 * time.Second, 4 * time.Second, 2 * time.Second}
@@ -93,7 +93,7 @@ func TestBackoffMaxDurationOnInjectedClock(t *testing.T) {
 }
 
 func TestBackoffValidate(t *testing.T) {
-	bad := actions.BackoffConfig{Policy: "linear", Initial: 0, Max: cfg.Duration(time.Second), Attempts: 0}
+	bad := backoff.Config{Policy: "linear", Initial: 0, Max: cfg.Duration(time.Second), Attempts: 0}
 	err := bad.Validate()
 	for _, want := range []string{"policy", "initial", "attempts"} {
 		found := false
@@ -106,13 +106,13 @@ func TestBackoffValidate(t *testing.T) {
 			t.Errorf("no error for %s in %v", want, err)
 		}
 	}
-	if err := actions.DefaultBackoff().Validate(); err != nil {
+	if err := backoff.Default().Validate(); err != nil {
 		t.Fatalf("default invalid: %v", err)
 	}
 }
 
-func ExampleNewBackoff() {
-	b := actions.NewBackoff(actions.BackoffConfig{Policy: "exponential", Initial: cfg.Duration(time.Second), Max: cfg.Duration(4 * time.Second), Attempts: 5}, clock.Real{})
+func ExampleNew() {
+	b := backoff.New(backoff.Config{Policy: "exponential", Initial: cfg.Duration(time.Second), Max: cfg.Duration(4 * time.Second), Attempts: 5}, clock.Real{})
 	for {
 		d, stop := b.Next()
 		if stop {
