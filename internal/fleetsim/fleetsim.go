@@ -420,23 +420,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if o.Scenario == Recovery {
 			nStuck := int(math.Ceil(o.StuckShare * float64(o.Sidecars)))
 			stuck = nodes[:nStuck]
-			for _, n := range stuck {
+			for _, n := range stuck { // hung before the upstream returns: they never see it
 				if err := n.peer.SetMode(spireagent.Frozen()); err != nil {
 					return nil, err
 				}
 			}
 			res.Facts["stuck"] = nStuck
 		}
-		for _, n := range nodes {
+		for _, n := range nodes[len(stuck):] {
 			if err := n.peer.SetMode(spireagent.Healthy()); err != nil {
 				return nil, err
 			}
 		}
-		if o.Scenario == Recovery {
-			for _, n := range stuck { // Healthy revives a frozen agent: hang them again
-				if err := n.peer.SetMode(spireagent.Frozen()); err != nil {
-					return nil, err
-				}
+		for _, n := range stuck {
+			// The upstream is back for them too (Healthy also revives a hung
+			// agent, so hang it again at once): only a restart lets them sync.
+			if err := n.peer.SetMode(spireagent.Healthy()); err != nil {
+				return nil, err
+			}
+			if err := n.peer.SetMode(spireagent.Frozen()); err != nil {
+				return nil, err
 			}
 		}
 		say("upstream back after %s (%d agents hung)", recoverAt.Sub(faultAt).Round(time.Millisecond), len(stuck))
@@ -450,14 +453,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if time.Since(recoverAt) < t.Window+t.For { // give the alerts time to fire first
 			return false
 		}
-		q, _ := rec.quiet()
-		return q
+		if q, _ := rec.quiet(); !q {
+			return false
+		}
+		for _, n := range nodes { // the ground truth: no agent still hung or failing
+			if n.peer.Mode().Kind != spireagent.KindHealthy {
+				return false
+			}
+		}
+		return true
 	})
 	drainedAt := time.Now()
 	res.TimeToDrain = round(drainedAt.Sub(recoverAt).Seconds())
 	if drainErr != nil {
 		_, active := rec.quiet()
-		res.Violations = append(res.Violations, fmt.Sprintf("not drained within %s: %d nodes still alerting", drainLimit, active))
+		hung := 0
+		for _, n := range nodes {
+			if n.peer.Mode().Kind != spireagent.KindHealthy {
+				hung++
+			}
+		}
+		res.Violations = append(res.Violations, fmt.Sprintf("not drained within %s: %d nodes still alerting, %d agents not healthy", drainLimit, active, hung))
 	}
 	say("drained %s after the fault ended", drainedAt.Sub(recoverAt).Round(time.Millisecond))
 
