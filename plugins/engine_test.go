@@ -91,7 +91,7 @@ func (e *engineEnv) verified() remedy.Event {
 		e.t.Fatal("engine is not verifying")
 	}
 	e.resolve()
-	ev := e.rec.next(e.t, remedy.RemediationSuccess)
+	ev := e.rec.next(e.t, remedy.RemediationSucceeded)
 	e.rec.next(e.t, remedy.IncidentResolved)
 	return ev
 }

@@ -146,7 +146,7 @@ rules:
 	}()
 
 	events.waitFor(t, "precondition suppression", func(ev remedy.Event) bool {
-		return ev.Type == remedy.RemediationSuppress && ev.Reason == remedy.ReasonPrecondition
+		return ev.Type == remedy.RemediationSuppressed && ev.Reason == remedy.ReasonPrecondition
 	})
 	select {
 	case err := <-exited:
@@ -179,7 +179,7 @@ rules:
 		t.Fatal("agent not restarted within 20s of the SPIRE server coming back")
 	}
 	ok := events.waitFor(t, "remediation success", func(ev remedy.Event) bool {
-		return ev.Type == remedy.RemediationSuccess && ev.Action == "restart-agent"
+		return ev.Type == remedy.RemediationSucceeded && ev.Action == "restart-agent"
 	})
 	if ok.Details["pid"] != agent.Process.Pid || ok.Details["sigkill"] != false {
 		t.Fatalf("success details %v", ok.Details)

@@ -93,7 +93,7 @@ rules:
 		case ev := <-events:
 			t.Logf("%s +%s %s %s %s", ev.Type, time.Since(start).Round(time.Millisecond), ev.Result, ev.Reason, ev.Message)
 			switch ev.Type {
-			case remedy.RemediationSuccess:
+			case remedy.RemediationSucceeded:
 				succeeded = &ev
 			case remedy.RemediationFailed, remedy.IncidentExhausted:
 				t.Fatalf("remediation failed: %+v", ev)
@@ -182,7 +182,7 @@ rules:
 		case ev := <-events:
 			t.Logf("%s +%s %s %s %s", ev.Type, time.Since(start).Round(time.Millisecond), ev.Result, ev.Reason, ev.Message)
 			switch ev.Type {
-			case remedy.RemediationSuccess:
+			case remedy.RemediationSucceeded:
 				if ev.Message == "" || !strings.Contains(ev.Message, "probe relay re-dialing") {
 					t.Errorf("message = %q", ev.Message)
 				}

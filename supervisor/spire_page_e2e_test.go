@@ -139,7 +139,7 @@ func TestSPIREExamplePagesWithinBudget(t *testing.T) {
 		t.Errorf("the agent was restarted during the outage: %+v", syncs)
 	}
 	for _, ev := range events.snapshot() {
-		if ev.Action == "restart-agent" && ev.Type != remedy.RemediationSuppress {
+		if ev.Action == "restart-agent" && ev.Type != remedy.RemediationSuppressed {
 			t.Errorf("medic acted on the agent during the outage: %+v", ev)
 		}
 	}

@@ -84,7 +84,7 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 		d.printf("incident", "%s opened for %s; walking the ladder", ev.IncidentID, ev.Alert)
 	case remedy.RemediationStarted:
 		d.printf("attempt", "%s", ev.Message)
-	case remedy.RemediationSuppress:
+	case remedy.RemediationSuppressed:
 		if ev.Reason == remedy.ReasonPrecondition {
 			d.once.Do(func() { close(d.held) })
 		}
@@ -95,7 +95,7 @@ func (d *demoTimeline) Record(ev remedy.Event) {
 			msg += " — output: " + strings.SplitN(out, "\n", 2)[0]
 		}
 		d.printf("failed", "%s attempt %d/%d (%s): %s", ev.Action, ev.Attempt, ev.MaxAttempts, ev.Reason, msg)
-	case remedy.RemediationSuccess:
+	case remedy.RemediationSucceeded:
 		d.printf("verified", "%s attempt %d/%d: %s", ev.Action, ev.Attempt, ev.MaxAttempts, strings.TrimSpace(ev.Message))
 	case remedy.IncidentExhausted:
 		d.printf("exhausted", "%s: %s", ev.IncidentID, ev.Message)

@@ -248,13 +248,13 @@ func (s nodeSink) Record(ev remedy.Event) {
 		r.running++
 		r.inRestart[s.node]++
 		r.maxRunning = max(r.maxRunning, r.running)
-	case remedy.RemediationSuccess, remedy.RemediationFailed:
+	case remedy.RemediationSucceeded, remedy.RemediationFailed:
 		if r.inRestart[s.node] > 0 { // an attempt that ran (not a failure before running)
 			r.inRestart[s.node]--
 			r.running--
 		}
 	}
-	if r.armed && r.firstDec.IsZero() && (ev.Type == remedy.RemediationStarted || ev.Type == remedy.RemediationSuppress) {
+	if r.armed && r.firstDec.IsZero() && (ev.Type == remedy.RemediationStarted || ev.Type == remedy.RemediationSuppressed) {
 		r.firstDec = now
 	}
 }

@@ -177,7 +177,7 @@ type suppressions struct {
 }
 
 func (s *suppressions) Record(ev remedy.Event) {
-	if ev.Type != remedy.RemediationSuppress {
+	if ev.Type != remedy.RemediationSuppressed {
 		return
 	}
 	s.mu.Lock()

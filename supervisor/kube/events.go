@@ -506,7 +506,7 @@ func EventType(ev remedy.Event) string {
 	case remedy.IncidentOpened, remedy.RemediationFailed, remedy.IncidentExhausted, remedy.IncidentRetried,
 		remedy.PluginCrashed, remedy.PluginQuarantined:
 		return typeWarning
-	case remedy.RemediationSuppress:
+	case remedy.RemediationSuppressed:
 		if ev.Reason == "dryRun" || ev.Reason == "paused" {
 			return typeNormal
 		}

@@ -71,11 +71,11 @@ func TestEventsReasonsTypesAndNotes(t *testing.T) {
 		{opened, "Warning", "Incident", []string{"alert=SPIREAgentSyncFailure", "value=0.4", "incident=inc-1"}},
 		{attempt(remedy.RemediationStarted, "", "", ""), "Normal", "restart-agent",
 			[]string{"alert=SPIREAgentSyncFailure", "action=restart-agent", "attempt=2/3", "step=2", "value=0.4"}},
-		{attempt(remedy.RemediationSuccess, "succeeded", "", "sent SIGTERM to pid 42"), "Normal", "restart-agent",
+		{attempt(remedy.RemediationSucceeded, "succeeded", "", "sent SIGTERM to pid 42"), "Normal", "restart-agent",
 			[]string{"attempt=2/3", ": sent SIGTERM to pid 42"}},
 		{attempt(remedy.RemediationFailed, "failed", "verify", "alert still firing"), "Warning", "restart-agent",
 			[]string{"attempt=2/3", "reason=verify", "value=0.4"}},
-		{attempt(remedy.RemediationSuppress, "suppressed", "budget", "3 runs in 1h"), "Warning", "restart-agent",
+		{attempt(remedy.RemediationSuppressed, "suppressed", "budget", "3 runs in 1h"), "Warning", "restart-agent",
 			[]string{"reason=budget"}},
 		{resolved, "Normal", "Incident", []string{"duration=1m33.5s"}},
 		{exhausted, "Warning", "Incident", []string{"incident=inc-2"}},
@@ -124,7 +124,7 @@ func TestEventsReasonsTypesAndNotes(t *testing.T) {
 			t.Errorf("%s: unexpected series %+v", e.Reason, e.Series)
 		}
 	}
-	if got[string(remedy.RemediationSuccess)] != 1 || got[string(remedy.IncidentExhausted)] != 1 {
+	if got[string(remedy.RemediationSucceeded)] != 1 || got[string(remedy.IncidentExhausted)] != 1 {
 		t.Errorf("reasons = %v", got)
 	}
 }
@@ -310,7 +310,7 @@ func TestNewEventSinkNeedsAPod(t *testing.T) {
 }
 
 func TestNoteAndType(t *testing.T) {
-	ev := remedy.Event{Type: remedy.RemediationSuppress, Alert: "A", Action: "restart", Attempt: 1, MaxAttempts: 2,
+	ev := remedy.Event{Type: remedy.RemediationSuppressed, Alert: "A", Action: "restart", Attempt: 1, MaxAttempts: 2,
 		Value: 3, IncidentID: "i", Reason: "paused", DryRun: true, Message: strings.Repeat("é", 2000)}
 	n := kube.Note(ev)
 	if len(n) > kube.MaxNoteBytes || !strings.HasPrefix(n, "alert=A action=restart attempt=1/2 value=3 incident=i reason=paused dryRun=true: é") {

@@ -631,7 +631,7 @@ func (c *Core) endAttempt(inc *incident, fixed bool) {
 	var details map[string]any = res.Details
 	switch {
 	case !r.Ran && c.o.DryRun:
-		result, reason, evType = ResultSuppressed, ReasonDryRun, RemediationSuppress
+		result, reason, evType = ResultSuppressed, ReasonDryRun, RemediationSuppressed
 		if fixed {
 			msg += "; the alert resolved on its own"
 		} else {
@@ -639,7 +639,7 @@ func (c *Core) endAttempt(inc *incident, fixed bool) {
 		}
 		details = map[string]any{"alertResolved": fixed}
 	case fixed:
-		result, evType = ResultSucceeded, RemediationSuccess
+		result, evType = ResultSucceeded, RemediationSucceeded
 		if msg == "" {
 			msg = "ok"
 		}
@@ -719,7 +719,7 @@ func (c *Core) suppress(inc *incident, st *Step, reason, msg string) {
 	inc.attempts = append(inc.attempts, AttemptView{Action: st.Name, Step: inc.step, Attempt: inc.attemptNo,
 		MaxAttempts: inc.maxAttempts, StartedAt: now, FinishedAt: now, Result: ResultSuppressed, Reason: reason,
 		Message: msg, Value: inc.value})
-	ev := inc.event(now, RemediationSuppress, st.Name, inc.step, inc.attemptNo, inc.maxAttempts)
+	ev := inc.event(now, RemediationSuppressed, st.Name, inc.step, inc.attemptNo, inc.maxAttempts)
 	ev.Result, ev.Reason, ev.Message = ResultSuppressed, reason, msg
 	c.emit(ev)
 }

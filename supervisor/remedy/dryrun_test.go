@@ -133,9 +133,9 @@ func decisions(t *testing.T, sc scenario, dryRun bool) []string {
 			// Live names the last action that ran as the fix; in a dry run
 			// none ran. A label, not a decision.
 			action = ""
-		case ev.Type == RemediationSuppress && ev.Reason == ReasonDryRun:
+		case ev.Type == RemediationSuppressed && ev.Reason == ReasonDryRun:
 			kind, reason = "end", fmt.Sprint("fixed=", ev.Details["alertResolved"])
-		case ev.Type == RemediationSuccess:
+		case ev.Type == RemediationSucceeded:
 			kind, reason = "end", "fixed=true"
 		case ev.Type == RemediationFailed && ev.Reason == ReasonVerify:
 			kind, reason = "end", "fixed=false"

@@ -651,10 +651,10 @@ func (e *Engine) count(ev Event) {
 	switch ev.Type {
 	case IncidentOpened:
 		m.open.Inc()
-	case RemediationSuppress:
+	case RemediationSuppressed:
 		m.suppressed.WithLabelValues(ev.Action, ev.Reason).Inc()
 		m.attempts.WithLabelValues(ev.Action, ResultSuppressed).Inc()
-	case RemediationSuccess:
+	case RemediationSucceeded:
 		m.attempts.WithLabelValues(ev.Action, ResultSucceeded).Inc()
 	case RemediationFailed:
 		m.attempts.WithLabelValues(ev.Action, ResultFailed).Inc()

@@ -154,7 +154,7 @@ func TestFirstAttemptFixes(t *testing.T) {
 	f.rec.next(t, RemediationStarted)
 	f.advance(12 * time.Second)
 	f.resolve()
-	ev := f.rec.next(t, RemediationSuccess)
+	ev := f.rec.next(t, RemediationSucceeded)
 	if ev.Attempt != 1 || ev.Result != ResultSucceeded {
 		t.Fatalf("success event %+v", ev)
 	}
@@ -194,7 +194,7 @@ func TestStepThatDoesNotFixRetriesThenEscalates(t *testing.T) {
 		t.Fatalf("escalation: %+v", ev)
 	}
 	f.resolve()
-	f.rec.next(t, RemediationSuccess)
+	f.rec.next(t, RemediationSucceeded)
 	f.rec.next(t, IncidentResolved)
 	inc := f.incident()
 	if inc.FixedBy != "restart" || inc.Step != 2 || len(inc.Attempts) != 3 {
@@ -269,13 +269,13 @@ func TestDryRunRecordsButDoesNotAct(t *testing.T) {
 		t.Fatalf("started event not marked dry run: %+v", ev)
 	}
 	f.advance(10 * time.Second)
-	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonDryRun {
+	if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonDryRun {
 		t.Fatalf("want dryRun suppression, got %+v", ev)
 	}
 	f.advance(time.Second)
 	f.rec.next(t, RemediationStarted)
 	f.advance(10 * time.Second)
-	f.rec.next(t, RemediationSuppress)
+	f.rec.next(t, RemediationSuppressed)
 	f.rec.next(t, IncidentExhausted)
 	if act.calls.Load() != 0 {
 		t.Fatalf("dry run acted %d times", act.calls.Load())
@@ -294,7 +294,7 @@ func TestPausedWaitsWithoutSpendingAttempts(t *testing.T) {
 		"restart": {Name: "restart", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second},
 	}})
 	f.fire("restart")
-	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPaused {
+	if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonPaused {
 		t.Fatalf("want paused, got %+v", ev)
 	}
 	for range 3 { // several rechecks: suppression recorded once, nothing runs
@@ -335,7 +335,7 @@ func TestPreconditionHoldsTheLadder(t *testing.T) {
 				Requires: []Requirement{{Expr: `medic_probe_up{probe="spire-server"} == 1`}}},
 		}})
 	f.fire("restart")
-	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition {
+	if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonPrecondition {
 		t.Fatalf("want precondition, got %+v", ev)
 	}
 	for range 5 {
@@ -378,7 +378,7 @@ func TestRequirementErrorHoldsByDefault(t *testing.T) {
 		return true, "", nil
 	})
 	f.fire("restart")
-	ev := f.rec.next(t, RemediationSuppress)
+	ev := f.rec.next(t, RemediationSuppressed)
 	if ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, "could not be evaluated: connection refused") ||
 		!strings.Contains(ev.Message, "source fleet") {
 		t.Fatalf("want a precondition hold saying it could not be evaluated, got %+v", ev)
@@ -424,7 +424,7 @@ func TestFleetOutageRequirement(t *testing.T) {
 		return n < 15, fmt.Sprintf("%d of 50 peers fire SPIREAgentNotSyncing", n), nil
 	})
 	f.fire("restart")
-	ev := f.rec.next(t, RemediationSuppress)
+	ev := f.rec.next(t, RemediationSuppressed)
 	if ev.Reason != ReasonFleetOutage || !strings.Contains(ev.Message, "not met: 31 of 50 peers fire SPIREAgentNotSyncing") {
 		t.Fatalf("want a fleet-outage hold with the detail, got %+v", ev)
 	}
@@ -456,7 +456,7 @@ func TestEveryRequirementMustHold(t *testing.T) {
 			return true, "", nil
 		})
 	f.fire("restart")
-	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, `"a"`) {
+	if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonPrecondition || !strings.Contains(ev.Message, `"a"`) {
 		t.Fatalf("want the first requirement to hold it, got %+v", ev)
 	}
 	f.advance(5 * time.Second)
@@ -486,7 +486,7 @@ func TestBudgetIsPersistedAndStopsTheFourthRun(t *testing.T) {
 		if wantRun {
 			f.rec.next(t, RemediationStarted)
 			f.advance(10 * time.Second) // verify ends, still firing
-		} else if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonBudget {
+		} else if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonBudget {
 			t.Fatalf("want budget suppression, got %+v", ev)
 		}
 		f.rec.next(t, IncidentExhausted)
@@ -520,7 +520,7 @@ func TestOneRemediationPerActionAtATime(t *testing.T) {
 	// One decision for both: a starts (its action blocks), b waits.
 	f.e.Observe(f.clk.Now(), []Alert{a, b})
 	<-started
-	f.rec.next(t, RemediationSuppress)
+	f.rec.next(t, RemediationSuppressed)
 	if got := f.rec.types(); fmt.Sprint(got) != "[IncidentOpened IncidentOpened RemediationStarted RemediationSuppressed(concurrency)]" {
 		t.Fatalf("events %v", got)
 	}
@@ -701,7 +701,7 @@ func TestFleetLimitWaitsForASlotAndHoldsItThroughVerify(t *testing.T) {
 			Fleet: &FleetLimit{Max: 2}},
 	}})
 	f.fire("restart")
-	ev := f.rec.next(t, RemediationSuppress)
+	ev := f.rec.next(t, RemediationSuppressed)
 	if ev.Reason != ReasonFleet || !strings.Contains(ev.Message, "2 of 2") {
 		t.Fatalf("want a fleet suppression naming the holders, got %+v", ev)
 	}
@@ -742,7 +742,7 @@ func TestFleetAPIErrorWaitsOrProceeds(t *testing.T) {
 			f.rec.next(t, RemediationStarted)
 			continue
 		}
-		if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonFleet || !strings.Contains(ev.Message, "could not be checked") {
+		if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonFleet || !strings.Contains(ev.Message, "could not be checked") {
 			t.Fatalf("want a fleet suppression, got %+v", ev)
 		}
 		f.advance(5 * time.Second)
@@ -779,7 +779,7 @@ func TestBudgetCheckedBeforeFleet(t *testing.T) {
 			Budget: &Budget{Max: 1, Window: time.Hour}, Fleet: &FleetLimit{Max: 1}},
 	}})
 	f.fire("restart")
-	if ev := f.rec.next(t, RemediationSuppress); ev.Reason != ReasonBudget {
+	if ev := f.rec.next(t, RemediationSuppressed); ev.Reason != ReasonBudget {
 		t.Fatalf("want budget, got %+v", ev)
 	}
 	f.rec.next(t, IncidentExhausted)

@@ -11,14 +11,14 @@ type EventType string
 
 // Event types, in the order an incident meets them.
 const (
-	IncidentOpened      EventType = "IncidentOpened"
-	RemediationStarted  EventType = "RemediationStarted"
-	RemediationSuccess  EventType = "RemediationSucceeded" // the action ran and verification passed
-	RemediationFailed   EventType = "RemediationFailed"
-	RemediationSuppress EventType = "RemediationSuppressed"
-	IncidentResolved    EventType = "IncidentResolved"
-	IncidentExhausted   EventType = "IncidentExhausted"
-	IncidentRetried     EventType = "IncidentRetried" // an exhausted ladder is walked again
+	IncidentOpened        EventType = "IncidentOpened"
+	RemediationStarted    EventType = "RemediationStarted"
+	RemediationSucceeded  EventType = "RemediationSucceeded" // the action ran and verification passed
+	RemediationFailed     EventType = "RemediationFailed"
+	RemediationSuppressed EventType = "RemediationSuppressed"
+	IncidentResolved      EventType = "IncidentResolved"
+	IncidentExhausted     EventType = "IncidentExhausted"
+	IncidentRetried       EventType = "IncidentRetried" // an exhausted ladder is walked again
 
 	// A plugin's own lifecycle (not tied to an incident): Plugin is set.
 	PluginCrashed     EventType = "PluginCrashed"

@@ -370,7 +370,7 @@ func TestFullStateDirRunsNothing(t *testing.T) {
 	for i := range 4 {
 		f, _ := start(base.Add(time.Duration(i) * time.Minute))
 		f.fire("restart")
-		ev := f.rec.next(t, RemediationSuppress)
+		ev := f.rec.next(t, RemediationSuppressed)
 		if ev.Reason != ReasonState || !strings.Contains(ev.Message, "budget run could not be recorded") {
 			t.Fatalf("restart %d: %+v", i, ev)
 		}
@@ -400,7 +400,7 @@ func TestFullStateDirRunsNothing(t *testing.T) {
 	// Space freed: the next recheck runs the attempt, recorded first.
 	f, _ := start(base.Add(10 * time.Minute))
 	f.fire("restart")
-	f.rec.next(t, RemediationSuppress)
+	f.rec.next(t, RemediationSuppressed)
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +436,7 @@ func TestUnwritableAuditRunsNothing(t *testing.T) {
 		"notify": {Name: "notify", Action: act, Backoff: constant(time.Second, 1), Verify: 10 * time.Second},
 	}})
 	f.fire("notify")
-	ev := f.rec.next(t, RemediationSuppress)
+	ev := f.rec.next(t, RemediationSuppressed)
 	if ev.Reason != ReasonState || !strings.Contains(ev.Message, "audit log") {
 		t.Fatalf("%+v", ev)
 	}

@@ -43,7 +43,7 @@ func TestHeldIncidentShowsWhyAndWhen(t *testing.T) {
 		"restart": {Name: "restart", Action: act, Backoff: constant(20*time.Second, 2), Verify: 10 * time.Second},
 	}})
 	f.fire("restart")
-	f.rec.next(t, RemediationSuppress)
+	f.rec.next(t, RemediationSuppressed)
 	inc := f.incident()
 	if inc.State != StateHeld || inc.HeldReason != ReasonPaused || !strings.Contains(inc.HeldMessage, "paused") ||
 		inc.Step != 1 || inc.Attempt != 1 || inc.MaxAttempts != 2 || !inc.NextAttemptAt.Equal(f.now.Add(5*time.Second)) {
