@@ -123,10 +123,6 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *logs {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	stateDir, err := os.MkdirTemp("", "medic-demo-")
 	if err != nil {
 		return err
@@ -154,34 +150,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer server.close()
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	text := strings.NewReplacer("@LISTEN@", ln.Addr().String(), "@STATE_DIR@", stateDir, "@AGENT_URL@", agentURL,
-		"@SERVER_ADDR@", server.addr, "@SELF@", self, "@CONTROL_URL@", agent.ControlURL()).Replace(demoConfig)
-	c, err := config.Parse([]byte(text))
-	if err != nil {
-		return fmt.Errorf("embedded demo config: %w", err)
-	}
 	tl := &demoTimeline{w: stdout, start: time.Now(), done: make(chan string, 1), held: make(chan struct{})}
-	s, err := supervisor.New(supervisor.Options{Config: c, Logger: logger, Listener: ln,
-		Sinks: []remedy.Sink{tl}, OnTransition: tl.transition})
+	s, err := newDemoSupervisor(*listen, stateDir, agentURL, agent.ControlURL(), server.addr, logger, tl)
 	if err != nil {
 		return err
 	}
 	base := "http://" + s.Addr()
-	fmt.Fprintf(stdout, "medic demo — a SPIRE agent whose upstream fails, and medic healing it.\n\n")
-	fmt.Fprintf(stdout, "  SPIRE-like agent   %s/metrics (syncs every 1 s, backs off ×1.5 on errors like the real one)\n", agentURL)
-	fmt.Fprintf(stdout, "  its server         %s (a TCP listener medic probes)\n", server.addr)
-	fmt.Fprintf(stdout, "  medic              %s/status   %s/metrics   %s/api/v1/\n", base, base, base)
-	fmt.Fprintf(stdout, "  rule               no successful sync (status=\"OK\") in the last 5 s, for 2 s; judged once 5 s of history exist\n")
-	fmt.Fprintf(stdout, "  ladder             restart-agent, only while the server is reachable; verify 10 s\n")
-	if *keep {
-		fmt.Fprintf(stdout, "  audit log          %s\n\n", auditPath)
-	} else {
-		fmt.Fprintf(stdout, "  audit log          %s (removed on exit; --keep keeps it)\n\n", auditPath)
-	}
+	printDemoIntro(stdout, base, agentURL, server.addr, auditPath, *keep)
 
 	ctx, cancel := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
@@ -192,29 +167,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	scriptErr := make(chan error, 1)
 	go func() { scriptErr <- demoScript(ctx, tl, server, agent) }()
 
-	deadline := time.After(90 * time.Second)
-	var fixedBy string
-	closed := false
-	select {
-	case fixedBy = <-tl.done:
-		closed = true
-	case err := <-scriptErr:
-		if err != nil && ctx.Err() == nil {
-			return err
-		}
-		select {
-		case fixedBy = <-tl.done:
-			closed = true
-		case <-ctx.Done():
-		case <-deadline:
-		}
-	case err := <-runErr:
-		runErr <- err // for stop
-		return fmt.Errorf("medic stopped: %w", err)
-	case <-ctx.Done():
-	case <-deadline:
-	}
+	fixedBy, closed, err := waitDemoCycle(ctx, tl, scriptErr, runErr)
 	switch {
+	case err != nil:
+		return err
 	case !closed && ctx.Err() != nil:
 		fmt.Fprintln(stdout, "\ninterrupted")
 		stop()
@@ -240,6 +196,74 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case <-time.After(*duration):
 	}
 	return stop()
+}
+
+// newDemoSupervisor builds medic from the embedded demo config, pointed at
+// the demo's agent, server and state directory, listening on listen.
+func newDemoSupervisor(listen, stateDir, agentURL, controlURL, serverAddr string, logger *slog.Logger, tl *demoTimeline) (*supervisor.Supervisor, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, err
+	}
+	text := strings.NewReplacer("@LISTEN@", ln.Addr().String(), "@STATE_DIR@", stateDir, "@AGENT_URL@", agentURL,
+		"@SERVER_ADDR@", serverAddr, "@SELF@", self, "@CONTROL_URL@", controlURL).Replace(demoConfig)
+	c, err := config.Parse([]byte(text))
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("embedded demo config: %w", err)
+	}
+	s, err := supervisor.New(supervisor.Options{Config: c, Logger: logger, Listener: ln,
+		Sinks: []remedy.Sink{tl}, OnTransition: tl.transition})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func printDemoIntro(w io.Writer, base, agentURL, serverAddr, auditPath string, keep bool) {
+	fmt.Fprintf(w, "medic demo — a SPIRE agent whose upstream fails, and medic healing it.\n\n")
+	fmt.Fprintf(w, "  SPIRE-like agent   %s/metrics (syncs every 1 s, backs off ×1.5 on errors like the real one)\n", agentURL)
+	fmt.Fprintf(w, "  its server         %s (a TCP listener medic probes)\n", serverAddr)
+	fmt.Fprintf(w, "  medic              %s/status   %s/metrics   %s/api/v1/\n", base, base, base)
+	fmt.Fprintf(w, "  rule               no successful sync (status=\"OK\") in the last 5 s, for 2 s; judged once 5 s of history exist\n")
+	fmt.Fprintf(w, "  ladder             restart-agent, only while the server is reachable; verify 10 s\n")
+	if keep {
+		fmt.Fprintf(w, "  audit log          %s\n\n", auditPath)
+	} else {
+		fmt.Fprintf(w, "  audit log          %s (removed on exit; --keep keeps it)\n\n", auditPath)
+	}
+}
+
+// waitDemoCycle waits, at most 90 s, for the incident to close: closed
+// reports whether it did and fixedBy names the remediation that took
+// effect (empty: none did). An error is the script's or medic's own.
+func waitDemoCycle(ctx context.Context, tl *demoTimeline, scriptErr, runErr chan error) (fixedBy string, closed bool, err error) {
+	deadline := time.After(90 * time.Second)
+	select {
+	case fixedBy = <-tl.done:
+		return fixedBy, true, nil
+	case err := <-scriptErr:
+		if err != nil && ctx.Err() == nil {
+			return "", false, err
+		}
+		select {
+		case fixedBy = <-tl.done:
+			return fixedBy, true, nil
+		case <-ctx.Done():
+		case <-deadline:
+		}
+	case err := <-runErr:
+		runErr <- err // for stop
+		return "", false, fmt.Errorf("medic stopped: %w", err)
+	case <-ctx.Done():
+	case <-deadline:
+	}
+	return "", false, nil
 }
 
 // demoScript breaks the agent's upstream, waits until medic holds the
