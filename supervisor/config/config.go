@@ -566,6 +566,20 @@ func (c *Config) Validate() error { return c.validate(true) }
 // validate checks cross-field rules; refs=false skips the check that
 // rules name defined actions.
 func (c *Config) validate(refs bool) error {
+	errs := c.validateServer()
+	errs = append(errs, cfg.Prefix("alerting", c.Alerting.Validate()))
+	errs = append(errs, c.validateSources()...)
+	probes, perrs := c.validateProbes()
+	errs = append(errs, perrs...)
+	errs = append(errs, c.validateActions(probes)...)
+	errs = append(errs, c.validatePluginNames()...)
+	errs = append(errs, c.validateRules(refs)...)
+	return errors.Join(errs...)
+}
+
+// validateServer checks the listen addresses, the state directory, the
+// evaluation interval and the store.
+func (c *Config) validateServer() []error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
 	if c.Listen == "" {
@@ -591,8 +605,14 @@ func (c *Config) validate(refs bool) error {
 	if c.Store.MaxSeries <= 0 {
 		add("store.maxSeries", "must be greater than 0")
 	}
-	errs = append(errs, cfg.Prefix("alerting", c.Alerting.Validate()))
-	errs = append(errs, c.validateSources()...)
+	return errs
+}
+
+// validateProbes checks probe names (set, well-formed, unique) and
+// returns the index of each name.
+func (c *Config) validateProbes() (map[string]int, []error) {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
 	seen := map[string]int{}
 	for i, p := range c.Probes {
 		path := fmt.Sprintf("probes[%d].name", i)
@@ -608,6 +628,14 @@ func (c *Config) validate(refs bool) error {
 			seen[p.Name] = i
 		}
 	}
+	return seen, errs
+}
+
+// validateActions checks each action's name, backoff, output, budget,
+// fleet limit, requires and the probe or plugin it names.
+func (c *Config) validateActions(seen map[string]int) []error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
 	names := slices.Sorted(maps.Keys(c.Actions))
 	for _, n := range names {
 		a := c.Actions[n]
@@ -654,11 +682,28 @@ func (c *Config) validate(refs bool) error {
 			}
 		}
 	}
+	return errs
+}
+
+// validatePluginNames checks the names under plugins:.
+func (c *Config) validatePluginNames() []error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
 	for _, n := range slices.Sorted(maps.Keys(c.Plugins)) {
 		if !plugins.ValidName(n) {
 			add("plugins."+n, "plugin name %q: %s", n, nameRule)
 		}
 	}
+	return errs
+}
+
+// validateRules checks each rule's alert name, expression, labels,
+// annotations and retry setting, and (refs) that its ladder names
+// defined actions.
+func (c *Config) validateRules(refs bool) []error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, cfg.Errorf(path, format, args...)) }
+	names := slices.Sorted(maps.Keys(c.Actions))
 	alerts := map[string]int{}
 	for i, r := range c.Rules {
 		path := fmt.Sprintf("rules[%d]", i)
@@ -703,7 +748,7 @@ func (c *Config) validate(refs bool) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // checkListen checks a host:port listen address.
