@@ -546,15 +546,21 @@ func (s *Supervisor) EvalOnce(ctx context.Context, now time.Time) {
 
 // restoreGrace is how long a restored incident waits for its alert to fire
 // again after a restart: the longest `for` (the pending phase starts over)
-// plus three evaluation intervals.
+// plus three evaluation intervals, plus three intervals of the slowest
+// probe (the store starts empty: a rule over a range needs two fresh
+// samples before it has a value at all, and the first scrape is not
+// instantaneous).
 func restoreGrace(c *config.Config) time.Duration {
-	var longest time.Duration
+	var longest, probe time.Duration
 	for _, g := range c.RuleGroups() {
 		for _, r := range g.Rules {
 			longest = max(longest, r.For)
 		}
 	}
-	return longest + 3*c.EvaluationInterval.D()
+	for _, p := range c.Probes {
+		probe = max(probe, p.Interval())
+	}
+	return longest + 3*c.EvaluationInterval.D() + 3*probe
 }
 
 func (s *Supervisor) precondition(ctx context.Context, r remedy.Requirement, now time.Time) (bool, string, error) {

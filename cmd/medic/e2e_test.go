@@ -72,6 +72,13 @@ func freeAddr(t *testing.T) string {
 
 // newE2E starts a SPIRE-like agent syncing every 200 ms and writes a
 // config for medic with the given extra top-level settings and actions.
+//
+// The scrape interval and timeout are 2 s, not less: a failed scrape makes
+// the page's series stale, which ends the "no sync in the window" alert at
+// once (Prometheus semantics); with 250 ms timeouts a loaded CI machine
+// (load 15-27, -race) let scrapes time out, the alert flapped, and a
+// verify window or a pause saw a "resolved" that no action had earned.
+// The rule's window (5 s) holds at least two scrapes.
 func newE2E(t *testing.T, top, actions, ladder string) *e2e {
 	t.Helper()
 	agent := spireagent.New(spireagent.Options{Interval: 200 * time.Millisecond, Host: "node-1", StartupTimeout: -1})
@@ -93,7 +100,7 @@ evaluationInterval: 200ms
 %s
 probes:
   - name: spire
-    scrape: {url: %q, interval: 250ms, timeout: 250ms}
+    scrape: {url: %q, interval: 2s, timeout: 2s}
 actions:
   restart-agent:
     exec:
@@ -101,12 +108,12 @@ actions:
       env: {MEDIC_TEST_RUN_MAIN: "1"}
       timeout: 10s
     backoff: {policy: constant, initial: 500ms, attempts: 2}
-    verify: 5s
+    verify: 10s
     budget: {max: 3, window: 1h}
 %s
 rules:
   - alert: SPIREAgentNotSyncing
-    expr: increase(spire_agent_manager_sync_fetch_entries_updates{status="OK"}[2s]) == 0
+    expr: increase(spire_agent_manager_sync_fetch_entries_updates{status="OK"}[5s]) == 0
     for: 400ms
     annotations: {summary: "no successful sync on {{ $labels.host }}"}
     remediate: [%s]
@@ -476,6 +483,25 @@ func TestE2EExhaustedIncidentSurvivesAMedicRestart(t *testing.T) {
 	e.eventually("the incident restored", 15*time.Second, func() bool {
 		s := e.status()
 		return len(s.Incidents) > 0 && s.Incidents[0].ID == before.ID && s.Incidents[0].State == "exhausted"
+	})
+	// The alert fires again (the store started empty: that takes two
+	// scrapes plus `for`) and belongs to the restored incident.
+	e.eventually("the alert firing again on the restored incident", 30*time.Second, func() bool {
+		var s struct {
+			Alerts []struct {
+				State    string `json:"state"`
+				Incident string `json:"incident"`
+			} `json:"alerts"`
+		}
+		resp, err := http.Get("http://" + e.addr + "/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		if json.NewDecoder(resp.Body).Decode(&s) != nil {
+			return false
+		}
+		return len(s.Alerts) == 1 && s.Alerts[0].State == "firing" && s.Alerts[0].Incident == before.ID
 	})
 	time.Sleep(2 * time.Second) // ten evaluation intervals with the alert firing
 	after := e.status().Incidents[0]

@@ -363,6 +363,24 @@ const (
 // default" and is left to the kind's Validate).
 var specMinimums = map[string]time.Duration{"interval": MinInterval, "timeout": MinTimeout, "dialTimeout": MinTimeout}
 
+// Interval is the probe's own interval setting (its kind's `interval`
+// key as the library encodes it), or 0 when the kind has none or leaves
+// it to its default.
+func (p *Probe) Interval() time.Duration {
+	var n yaml.Node
+	if p == nil || p.Spec == nil || n.Encode(p.Spec) != nil {
+		return 0
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "interval" {
+			if d, err := cfg.ParseDuration(n.Content[i+1].Value); err == nil {
+				return d.D()
+			}
+		}
+	}
+	return 0
+}
+
 // checkMinimums reads the kind's keys as the library encodes them, so
 // every kind is covered without knowing its Go type.
 func checkMinimums(spec any, path string) error {
