@@ -126,21 +126,60 @@ rules:
 }
 
 // start runs `medic run --config FILE` in-process until stop.
+//
+// The listen address was free when freeAddr picked it, but any process
+// dialling out meanwhile may take the port as its ephemeral one (seen at
+// load with the other packages' tests running): then medic exits with
+// "address already in use" and start moves it to a fresh address.
 func (e *e2e) start(extra ...string) {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done, e.stderr = cancel, make(chan int, 1), &syncBuffer{}
-	args := append([]string{"run", "--config", e.cfgPath, "--log-format", "text"}, extra...)
-	go func() { e.done <- run(ctx, args, io.Discard, e.stderr) }()
-	e.eventually("medic ready", 15*time.Second, func() bool {
-		resp, err := http.Get("http://" + e.addr + "/readyz")
-		if err != nil {
-			return false
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.cancel, e.done, e.stderr = cancel, make(chan int, 1), &syncBuffer{}
+		args := append([]string{"run", "--config", e.cfgPath, "--log-format", "text"}, extra...)
+		go func() { e.done <- run(ctx, args, io.Discard, e.stderr) }()
+		exited := -1
+		e.eventually("medic ready", 15*time.Second, func() bool {
+			select {
+			case exited = <-e.done:
+				return true
+			default:
+			}
+			resp, err := http.Get("http://" + e.addr + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+		if exited < 0 {
+			break
 		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+		cancel()
+		e.cancel = nil
+		if try == 5 || !strings.Contains(e.stderr.String(), "address already in use") {
+			e.t.Fatalf("medic run exited %d before it was ready:\n%s", exited, e.stderr.String())
+		}
+		e.moveListen()
+	}
 	e.t.Cleanup(e.stop)
+}
+
+// moveListen gives medic a fresh listen address in its config file.
+func (e *e2e) moveListen() {
+	e.t.Helper()
+	b, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	old := fmt.Sprintf("listen: %q", e.addr)
+	if !strings.Contains(string(b), old) {
+		e.t.Fatalf("no %s in the config", old)
+	}
+	e.addr = freeAddr(e.t)
+	if err := os.WriteFile(e.cfgPath, []byte(strings.Replace(string(b), old, fmt.Sprintf("listen: %q", e.addr), 1)), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func (e *e2e) stop() {

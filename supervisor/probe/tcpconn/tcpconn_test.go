@@ -40,6 +40,12 @@ func build(t *testing.T, spec string, env probe.Env) (*Probe, error) {
 	return p.(*Probe), nil
 }
 
+// slowMachine is the interval and timeout of the probes whose dump must
+// succeed: the default 2 s timeout ran out for the netlink dump on a
+// loaded machine (load 25-32, -race), and medic_probe_up was 0 with no
+// connection series at all.
+const slowMachine = "interval: 30s, timeout: 30s"
+
 func mustBuild(t *testing.T, spec string) *Probe {
 	t.Helper()
 	p, err := build(t, spec, probe.Env{})
@@ -163,7 +169,7 @@ func TestCountsRTTAndScoreOfRealConnections(t *testing.T) {
 			}
 
 			peerLabel := u.ln.Addr().String()
-			p := mustBuild(t, fmt.Sprintf("{peers: [%q], excludeOwn: false}", peerLabel))
+			p := mustBuild(t, fmt.Sprintf("{peers: [%q], excludeOwn: false, %s}", peerLabel, slowMachine))
 			st := store.New(store.Options{})
 			app := st.Appender("up")
 			now := time.Unix(1_800_000_000, 0)
@@ -249,7 +255,7 @@ func countPrefix(m map[string]float64, prefix string) int {
 func TestOwnConnectionsAreExcludedByDefault(t *testing.T) {
 	u := newUpstream(t, "127.0.0.1:0", 2)
 	peerLabel := u.ln.Addr().String()
-	p := mustBuild(t, fmt.Sprintf("{peers: [%q]}", peerLabel))
+	p := mustBuild(t, fmt.Sprintf("{peers: [%q], %s}", peerLabel, slowMachine))
 	st := store.New(store.Options{})
 	got := observe(t, p, st.Appender("up"), st, time.Unix(1_800_000_000, 0))
 	if v := got[MetricConnections+"{"+peerLabel+",established}"]; v != 0 {
@@ -267,7 +273,7 @@ func TestPeerForms(t *testing.T) {
 	u := newUpstream(t, "127.0.0.1:0", 2)
 	port := u.port()
 	for _, peer := range []string{fmt.Sprintf("localhost:%d", port), fmt.Sprintf(":%d", port), fmt.Sprint(port)} {
-		p := mustBuild(t, fmt.Sprintf("{peers: [%q], excludeOwn: false}", peer))
+		p := mustBuild(t, fmt.Sprintf("{peers: [%q], excludeOwn: false, %s}", peer, slowMachine))
 		st := store.New(store.Options{})
 		got := observe(t, p, st.Appender("up"), st, time.Unix(1_800_000_000, 0))
 		label := p.peers[0].label
