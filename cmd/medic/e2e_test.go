@@ -78,7 +78,14 @@ func freeAddr(t *testing.T) string {
 // once (Prometheus semantics); with 250 ms timeouts a loaded CI machine
 // (load 15-27, -race) let scrapes time out, the alert flapped, and a
 // verify window or a pause saw a "resolved" that no action had earned.
-// The rule's window (5 s) holds at least two scrapes.
+// The rule's window (10 s) holds five scrapes (with [5s], scrapes running
+// late at load 37 left a single sample in the window now and then: no
+// value, so the alert resolved by itself), and it keeps firing
+// for 2 s over a gap: the restart action takes the agent's page away for a
+// moment, and on a loaded machine that stale scrape resolved the incident
+// while its restart was still running; the alert then fired again (the
+// restarted agent had not synced yet) and a second incident was held for
+// "concurrency" and resolved without a fix of its own.
 func newE2E(t *testing.T, top, actions, ladder string) *e2e {
 	t.Helper()
 	agent := spireagent.New(spireagent.Options{Interval: 200 * time.Millisecond, Host: "node-1", StartupTimeout: -1})
@@ -88,6 +95,11 @@ func newE2E(t *testing.T, top, actions, ladder string) *e2e {
 	}
 	t.Cleanup(func() { agent.Close() })
 	e := &e2e{t: t, agent: agent, stateDir: t.TempDir()}
+	t.Cleanup(func() {
+		if t.Failed() && e.stderr != nil {
+			t.Logf("medic log:\n%s", e.stderr.String())
+		}
+	})
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -108,13 +120,14 @@ actions:
       env: {MEDIC_TEST_RUN_MAIN: "1"}
       timeout: 10s
     backoff: {policy: constant, initial: 500ms, attempts: 2}
-    verify: 10s
+    verify: 15s
     budget: {max: 3, window: 1h}
 %s
 rules:
   - alert: SPIREAgentNotSyncing
-    expr: increase(spire_agent_manager_sync_fetch_entries_updates{status="OK"}[5s]) == 0
+    expr: increase(spire_agent_manager_sync_fetch_entries_updates{status="OK"}[10s]) == 0
     for: 400ms
+    keep_firing_for: 2s
     annotations: {summary: "no successful sync on {{ $labels.host }}"}
     remediate: [%s]
 `, e.addr, e.stateDir, top, url+"/metrics", self, agent.ControlURL(), actions, ladder)
