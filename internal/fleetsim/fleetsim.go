@@ -21,10 +21,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -220,6 +222,11 @@ type recorder struct {
 	outageTo   time.Time
 	active     map[string]bool // node -> alert pending or firing
 	inRestart  map[string]int
+	since      map[string]time.Time // node -> start of its running restart
+	// limit and exceeded: called (under mu) when running first exceeds
+	// limit and at each new maximum above it.
+	limit    int
+	exceeded func(running map[string]time.Time)
 }
 
 type restart struct {
@@ -247,11 +254,16 @@ func (s nodeSink) Record(ev remedy.Event) {
 		r.restarts = append(r.restarts, restart{s.node, now})
 		r.running++
 		r.inRestart[s.node]++
+		r.since[s.node] = now
+		if r.running > r.maxRunning && r.running > r.limit && r.exceeded != nil {
+			r.exceeded(maps.Clone(r.since))
+		}
 		r.maxRunning = max(r.maxRunning, r.running)
 	case remedy.RemediationSucceeded, remedy.RemediationFailed:
 		if r.inRestart[s.node] > 0 { // an attempt that ran (not a failure before running)
 			r.inRestart[s.node]--
 			r.running--
+			delete(r.since, s.node)
 		}
 	}
 	if r.armed && r.firstDec.IsZero() && (ev.Type == remedy.RemediationStarted || ev.Type == remedy.RemediationSuppressed) {
@@ -302,13 +314,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, "fleet-sim %s N=%d: %s\n", o.Scenario, o.Sidecars, fmt.Sprintf(format, args...))
 	}
-	rec := &recorder{active: map[string]bool{}, inRestart: map[string]int{}}
+	rec := &recorder{active: map[string]bool{}, inRestart: map[string]int{}, since: map[string]time.Time{}, limit: o.FleetMax}
+	flog := newFleetLog(o.Progress)
+	rec.exceeded = func(running map[string]time.Time) {
+		at := time.Now()
+		var b strings.Builder
+		for _, n := range slices.Sorted(maps.Keys(running)) {
+			fmt.Fprintf(&b, " %s@-%.2fs", n, at.Sub(running[n]).Seconds())
+		}
+		say("%d restarts running (max %d):%s", len(running), o.FleetMax, b.String())
+		go dumpLeases(ctx, o.Admin, o.Namespace, at, say)
+	}
 	res := &Result{Sidecars: o.Sidecars, Scenario: o.Scenario, SuppressedByReason: map[string]int{}, Facts: map[string]any{}}
 
-	kc, err := kubeclient.NewForConfig(o.Kube)
-	if err != nil {
-		return nil, err
-	}
+	// Each node has its own client with medic's default client-side
+	// limit (QPS 5, burst 10), as every medic pod does: one client for the
+	// whole fleet would queue every node's Lease renewals behind all the
+	// others' requests (they share one transport, as pods share the API
+	// server).
+	perNode := rest.CopyConfig(o.Kube)
+	perNode.QPS, perNode.Burst = kube.DefaultQPS, kube.DefaultBurst
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 
@@ -345,7 +370,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("%s: config: %w", name, err)
 		}
 		id := kube.Identity{Namespace: o.Namespace, Pod: name, Node: name}
-		integ, err := integration(kc, o.Kube, id)
+		kc, err := kubeclient.NewForConfig(perNode)
+		if err != nil {
+			return nil, err
+		}
+		integ, err := integration(kc, perNode, id, flog.logger(name))
 		if err != nil {
 			return nil, err
 		}
@@ -511,6 +540,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.TimeToFirstDecision = -1
 	}
 	rec.mu.Unlock()
+	flog.facts(res.Facts)
 	res.Facts["elapsed_s"] = round(time.Since(faultAt).Seconds())
 	res.Facts["apiserver_writes_per_s"] = round(float64(res.APIServerWrites) / drainedAt.Sub(faultAt).Seconds())
 	res.Facts["prometheus_queries_per_s"] = round(float64(res.PrometheusQueries) / drainedAt.Sub(faultAt).Seconds())
@@ -576,17 +606,43 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // integration is a node's Kubernetes integration: Events about its pod
 // and the fleet Lease semaphore, as medic's pod identity (no pause watch:
 // the simulated pods do not exist).
-func integration(kc *kubeclient.Clientset, rc *rest.Config, id kube.Identity) (*kube.Integration, error) {
+func integration(kc *kubeclient.Clientset, rc *rest.Config, id kube.Identity, log *slog.Logger) (*kube.Integration, error) {
 	c := &kube.Client{Interface: kc, Config: rc, Identity: id, Source: "fleet-sim"}
 	ev, err := kube.NewEventSink(kube.EventOptions{Client: kc, Regarding: kube.PodReference(id)})
 	if err != nil {
 		return nil, err
 	}
-	f, err := kube.NewFleet(kube.FleetOptions{Client: kc, Namespace: id.Namespace, Identity: id.Pod})
+	f, err := kube.NewFleet(kube.FleetOptions{Client: kc, Namespace: id.Namespace, Identity: id.Pod, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	return &kube.Integration{Client: c, Events: ev, FleetSem: f}, nil
+}
+
+// dumpLeases prints every fleet slot Lease as the API server has it:
+// holder, renewTime and how long before or after at it expires.
+func dumpLeases(ctx context.Context, admin *rest.Config, ns string, at time.Time, say func(string, ...any)) {
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return
+	}
+	ls, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelManagedBy + "=medic"})
+	if err != nil {
+		say("leases: %v", err)
+		return
+	}
+	var b strings.Builder
+	for _, l := range ls.Items {
+		h, exp := "", time.Time{}
+		if l.Spec.HolderIdentity != nil {
+			h = *l.Spec.HolderIdentity
+		}
+		if l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil {
+			exp = l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
+		}
+		fmt.Fprintf(&b, " %s=%s(expires %+.1fs)", l.Name[strings.LastIndex(l.Name, "-")+1:], h, exp.Sub(at).Seconds())
+	}
+	say("leases %.2fs after:%s", time.Since(at).Seconds(), b.String())
 }
 
 // fleetOutageEvent returns the note of the latest Event about a

@@ -35,8 +35,9 @@ const (
 	// taken even for its own holder until it expires.
 	AnnotationFleetReleased = "medic.io/fleet-released"
 
-	// fleetCallTimeout bounds the API calls of renewals and releases,
-	// which do not run under the caller's context.
+	// fleetCallTimeout bounds each write of a slot (take, renewal,
+	// release) and the reads of renewals and releases (at most a sixth of
+	// the LeaseDuration: see callTimeout).
 	fleetCallTimeout = 10 * time.Second
 	// fleetWriteTries is how many times a renewal or release is written
 	// when it meets a conflict (re-reading the Lease in between).
@@ -69,9 +70,15 @@ type FleetOptions struct {
 // has Max slots, the Leases <prefix>-<action>-<i>, and an instance runs the
 // action only while it holds one. Slots are taken with optimistic
 // concurrency (create, or update at the resourceVersion read), renewed
-// every LeaseDuration/3 while held, and free themselves LeaseDuration
-// after the last renewal, so a crashed holder does not block the fleet.
+// LeaseDuration/3 after each write while held (a failed renewal is retried
+// every LeaseDuration/30), and free themselves LeaseDuration after the
+// last write, so a crashed holder does not block the fleet.
 // Only get, create and update are used on Leases.
+//
+// Every write carries the time it is sent (never the caller's earlier
+// decision time) and is bounded by LeaseDuration/6, so a slot that lands
+// is valid for at least 5/6 of LeaseDuration, and a renewal has 2/3 of it
+// (about 20 tries) to land before the others may take the slot.
 type Fleet struct {
 	o   FleetOptions
 	log *slog.Logger
@@ -293,13 +300,19 @@ func (f *Fleet) take(ctx context.Context, name, action string, l *coordv1.Lease,
 		}
 		l.Spec.LeaseTransitions = &n
 	}
-	id, at := f.o.Identity, metav1.NewMicroTime(now)
+	// The slot counts from its write, not from the decision: the guards'
+	// queries and the reads above may have taken longer than a
+	// LeaseDuration at fleet scale (then a slot stamped with now was
+	// expired, free for the others, when it landed).
+	id, at := f.o.Identity, metav1.NewMicroTime(laterOf(now, f.o.Clock.Now()))
 	l.Spec.HolderIdentity = &id
 	l.Spec.AcquireTime = &at
 	l.Spec.RenewTime = &at
-	d := f.duration(at.Time, hold, now)
+	d := f.duration(at.Time, hold, at.Time)
 	l.Spec.LeaseDurationSeconds = &d
 
+	ctx, cancel := context.WithTimeout(ctx, f.callTimeout())
+	defer cancel()
 	var out *coordv1.Lease
 	var err error
 	if create {
@@ -313,7 +326,7 @@ func (f *Fleet) take(ctx context.Context, name, action string, l *coordv1.Lease,
 			return nil, fmt.Errorf("fleet: update lease %s: %w", name, err)
 		}
 	}
-	f.log.Debug("fleet slot taken", "action", action, "lease", name)
+	f.log.Debug("fleet slot taken", "action", action, "lease", name, "lag", at.Time.Sub(now))
 	return out, nil
 }
 
@@ -323,6 +336,10 @@ func (f *Fleet) take(ctx context.Context, name, action string, l *coordv1.Lease,
 func (f *Fleet) duration(acquired time.Time, hold time.Duration, now time.Time) int32 {
 	return max(f.ttl, ceilSeconds(acquired.Add(hold).Sub(now)))
 }
+
+// callTimeout bounds one API call of a slot: fleetCallTimeout, at most a
+// sixth of the LeaseDuration.
+func (f *Fleet) callTimeout() time.Duration { return min(fleetCallTimeout, f.o.LeaseDuration/6) }
 
 // hold registers a taken slot, starts its renewals and returns its release.
 func (f *Fleet) hold(l *coordv1.Lease, action string, hold time.Duration) func() {
@@ -353,17 +370,21 @@ type slot struct {
 // errLost: the slot was taken by another acquisition (or deleted).
 var errLost = errors.New("slot lost to another holder")
 
-// renew writes renewTime every LeaseDuration/3 until release cancels ctx
-// or the slot is lost.
+// renew writes renewTime LeaseDuration/3 after the slot's last write,
+// retrying a failed renewal every LeaseDuration/30, until release cancels
+// ctx or the slot is lost. Should the slot expire before a renewal lands
+// (the API server unreachable for 2/3 of a LeaseDuration), it says so at
+// error level: from then on another instance may take it.
 func (s *slot) renew(ctx context.Context) {
 	defer close(s.done)
 	f := s.f
-	every := f.o.LeaseDuration / 3
+	every, retry := f.o.LeaseDuration/3, max(f.o.LeaseDuration/30, 100*time.Millisecond)
+	next, lapsed := s.written().Add(every), false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-f.o.Clock.After(every):
+		case <-f.o.Clock.After(next.Sub(f.o.Clock.Now())):
 		}
 		err := s.write(ctx, func(l *coordv1.Lease) {
 			now := f.o.Clock.Now()
@@ -371,17 +392,35 @@ func (s *slot) renew(ctx context.Context) {
 			d := f.duration(s.acquired, s.hold, now)
 			l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &at, &d
 		})
+		now := f.o.Clock.Now()
 		switch {
 		case err == nil:
+			next, lapsed = s.written().Add(every), false
+			continue
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, errLost):
-			f.log.Warn("fleet slot lost; no longer renewing", "action", s.action, "lease", s.lease.Name)
+			f.log.Error("fleet slot lost while held: another instance took it; the fleet limit may be exceeded until this attempt ends",
+				"action", s.action, "lease", s.lease.Name)
 			return
-		default:
-			f.log.Warn("fleet slot renewal failed", "action", s.action, "lease", s.lease.Name, "err", err)
 		}
+		next = now.Add(retry)
+		if until := expiry(s.lease); !lapsed && !now.Before(until) {
+			lapsed = true
+			f.log.Error("fleet slot expired before it could be renewed: another instance may take it while this attempt runs",
+				"action", s.action, "lease", s.lease.Name, "expired", until, "err", err)
+			continue
+		}
+		f.log.Warn("fleet slot renewal failed; retrying", "action", s.action, "lease", s.lease.Name, "in", retry, "err", err)
 	}
+}
+
+// written is the time of the slot's last write (its renewTime).
+func (s *slot) written() time.Time {
+	if s.lease.Spec.RenewTime != nil {
+		return s.lease.Spec.RenewTime.Time
+	}
+	return s.acquired
 }
 
 // release stops renewals and gives the slot back: while acquire+Hold is
@@ -392,7 +431,7 @@ func (s *slot) release() {
 		f := s.f
 		s.cancel()
 		<-s.done
-		ctx, cancel := context.WithTimeout(context.Background(), fleetCallTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*f.callTimeout())
 		defer cancel()
 		err := s.write(ctx, func(l *coordv1.Lease) {
 			now := f.o.Clock.Now()
@@ -431,7 +470,7 @@ func (s *slot) write(ctx context.Context, mutate func(*coordv1.Lease)) error {
 	l := s.lease.DeepCopy()
 	var err error
 	for range fleetWriteTries {
-		cctx, cancel := context.WithTimeout(ctx, fleetCallTimeout)
+		cctx, cancel := context.WithTimeout(ctx, s.f.callTimeout())
 		mutate(l)
 		var out *coordv1.Lease
 		out, err = leases.Update(cctx, l, metav1.UpdateOptions{})
@@ -443,7 +482,7 @@ func (s *slot) write(ctx context.Context, mutate func(*coordv1.Lease)) error {
 		if !apierrors.IsConflict(err) {
 			return fmt.Errorf("fleet: update lease %s: %w", name, err)
 		}
-		cctx, cancel = context.WithTimeout(ctx, fleetCallTimeout)
+		cctx, cancel = context.WithTimeout(ctx, s.f.callTimeout())
 		fresh, gerr := s.f.get(cctx, name)
 		cancel()
 		if gerr != nil {
@@ -462,6 +501,14 @@ func (s *slot) write(ctx context.Context, mutate func(*coordv1.Lease)) error {
 func (s *slot) owns(l *coordv1.Lease) bool {
 	return l != nil && holder(l) == s.f.o.Identity && l.Spec.AcquireTime != nil &&
 		l.Spec.AcquireTime.Time.Equal(s.acquired) && l.Annotations[AnnotationFleetReleased] == ""
+}
+
+// laterOf is the later of a and b.
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // holder is l's holder identity ("" for none).

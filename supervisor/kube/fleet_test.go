@@ -6,9 +6,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -512,4 +517,109 @@ func BenchmarkFleetAcquireRelease(b *testing.B) {
 		}
 		rel()
 	}
+}
+
+// A slot is written with the time of the write, not of the decision: at
+// fleet scale the guards' queries and throttled Lease reads took tens of
+// seconds between the engine's now and the write, and a slot written
+// with that now was already expired — free for the others — when it
+// landed (N=1000: 17 restarts at once against a fleet max of 10).
+func TestFleetSlotCountsFromItsWriteNotTheDecision(t *testing.T) {
+	env := kubetest.Start(t)
+	admin := env.AdminClient(t)
+	action := fleetAction(t, env, "slow", 1)
+	clk := clock.NewFake(epoch)
+	a, b := newFleet(t, env, "node-a", clk), newFleet(t, env, "node-b", clk)
+	lim := remedy.FleetLimit{Max: 1}
+	name := kube.FleetLeaseName(kube.DefaultFleetPrefix, action, 0)
+
+	decided := clk.Now()
+	clk.Advance(70 * time.Second) // the queries and reads before the write
+	mustAcquire(t, a, action, lim, decided)
+	l := getLease(t, admin, env.Namespace, name)
+	if !l.Spec.RenewTime.Time.Equal(clk.Now()) || !l.Spec.AcquireTime.Time.Equal(clk.Now()) {
+		t.Errorf("slot written at %s with renewTime %v acquireTime %v, want the write's time", clk.Now().Format(time.TimeOnly), l.Spec.RenewTime, l.Spec.AcquireTime)
+	}
+	mustRefuse(t, b, action, lim, clk.Now())
+	mustRefuse(t, b, action, lim, clk.Now().Add(59*time.Second))
+}
+
+// faultyProxy is a reverse proxy to the real API server (as medic's
+// user) that answers 503 to Lease writes while failing is set: an API
+// server that is briefly unavailable, which nobody can make the real one
+// be on demand. failed counts the refused writes.
+type faultyProxy struct {
+	failing, failed atomic.Int32
+	url             string
+}
+
+func newFaultyProxy(t *testing.T, env *kubetest.Env) *faultyProxy {
+	t.Helper()
+	target, err := url.Parse(env.Medic.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := rest.TransportFor(env.Medic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultyProxy{}
+	rp := &httputil.ReverseProxy{Transport: rt, Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.failing.Load() != 0 && r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/leases/") {
+			p.failed.Add(1)
+			http.Error(w, "injected: unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+// A renewal that fails is retried every LeaseDuration/30, not a whole
+// renewal period later: renewals that failed for 30 s of a 60 s Lease
+// (two whole periods) still keep the slot.
+func TestFleetFailedRenewalIsRetriedBeforeTheSlotExpires(t *testing.T) {
+	env := kubetest.Start(t)
+	admin := env.AdminClient(t)
+	action := fleetAction(t, env, "retry", 1)
+	proxy := newFaultyProxy(t, env)
+	cs, err := kubeclient.NewForConfig(&rest.Config{Host: proxy.url, QPS: 100, Burst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(epoch)
+	a, err := kube.NewFleet(kube.FleetOptions{Client: cs, Namespace: env.Namespace, Identity: "node-a", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFleet(t, env, "node-b", clock.NewFake(epoch))
+	lim := remedy.FleetLimit{Max: 1}
+	name := kube.FleetLeaseName(kube.DefaultFleetPrefix, action, 0)
+
+	mustAcquire(t, a, action, lim, clk.Now())
+	proxy.failing.Store(1)
+	for clk.Now().Before(epoch.Add(50 * time.Second)) {
+		if !clk.BlockUntil(1, 10*time.Second) {
+			t.Fatal("renewal goroutine not waiting on the clock")
+		}
+		clk.Advance(2 * time.Second)
+	}
+	if !clk.BlockUntil(1, 10*time.Second) {
+		t.Fatal("renewal goroutine not waiting on the clock")
+	}
+	if n := proxy.failed.Load(); n < 10 {
+		t.Errorf("%d renewals tried between 12:00:20 and 12:00:50, want one every 2 s", n)
+	}
+	proxy.failing.Store(0)
+	clk.Advance(2 * time.Second)
+	want := clk.Now()
+	eventually(t, 10*time.Second, "renewTime "+want.Format(time.TimeOnly), func() (bool, string) {
+		l := getLease(t, admin, env.Namespace, name)
+		return l.Spec.RenewTime.Time.Equal(want), fmt.Sprintf("renewTime %v", l.Spec.RenewTime)
+	})
+	mustRefuse(t, b, action, lim, epoch.Add(61*time.Second))
+	mustRefuse(t, b, action, lim, want.Add(59*time.Second))
 }
