@@ -113,6 +113,9 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	}
 	c, err := config.LoadFile(path)
 	if err == nil {
+		for _, w := range c.Warnings {
+			fmt.Fprintf(stderr, "%s: warning: %v\n", path, w)
+		}
 		return c, nil
 	}
 	problems := cfg.Sorted(err)

@@ -120,6 +120,17 @@ func NodeError(n *yaml.Node, format string, args ...any) error {
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: column %d: %s", n.Line, n.Column, fmt.Sprintf(format, args...))}}
 }
 
+// warningMark starts the message of a NodeError that is a warning.
+const warningMark = "warning: "
+
+// Warning reports something about node n that decodes but deserves the
+// user's attention (a deprecated key), from inside an UnmarshalYAML
+// method, as NodeError does; it becomes a FieldError with Warning set,
+// which Warnings separates from the problems.
+func Warning(n *yaml.Node, format string, args ...any) error {
+	return NodeError(n, warningMark+format, args...)
+}
+
 // KindName describes a node for messages ("a mapping", "a list", `"x"`).
 func KindName(n *yaml.Node) string {
 	switch n.Kind {
@@ -287,7 +298,8 @@ func parent(p string) string {
 func (d *Doc) problem(msg string, v any) *FieldError {
 	line, rest := cutPrefixInt(msg, "line ", ": ")
 	if col, r := cutPrefixInt(rest, "column ", ": "); col > 0 { // NodeError
-		return &FieldError{Path: d.at(line, col), Line: line, Msg: r}
+		msg, warn := strings.CutPrefix(r, warningMark)
+		return &FieldError{Path: d.at(line, col), Line: line, Msg: msg, Warning: warn}
 	}
 	if f, ok := strings.CutPrefix(rest, "field "); ok {
 		if key, _, ok := strings.Cut(f, " not found in type "); ok {

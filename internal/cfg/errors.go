@@ -13,6 +13,8 @@ type FieldError struct {
 	Path string
 	Line int
 	Msg  string
+	// Warning marks a FieldError that is not a problem (cfg.Warning).
+	Warning bool
 }
 
 func (e *FieldError) Error() string {
@@ -64,6 +66,21 @@ func Prefix(prefix string, err error) error {
 		out = append(out, &FieldError{Path: prefix, Msg: e.Error()})
 	}
 	return errors.Join(out...)
+}
+
+// Warnings separates the warnings in err (FieldErrors with Warning set)
+// from the problems, which it returns joined (nil when there are none).
+func Warnings(err error) (warnings []error, problems error) {
+	var rest []error
+	for _, e := range Flatten(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) && fe.Warning {
+			warnings = append(warnings, e)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	return warnings, errors.Join(rest...)
 }
 
 // Flatten lists the leaves of an errors.Join tree.

@@ -71,6 +71,9 @@ type Config struct {
 	// Plugins are the remediation plugin binaries (plugins.<name>) that
 	// actions of kind plugin run.
 	Plugins map[string]*plugins.Config `yaml:"-" json:"plugins,omitempty"`
+	// Warnings are what decoding noticed but accepted (deprecated keys),
+	// as cfg.FieldErrors with Warning set; medic validate and run print them.
+	Warnings []error `yaml:"-" json:"-"`
 }
 
 // StoreConfig bounds the series store.
@@ -307,9 +310,11 @@ func parse(b []byte, lookup func(string) (string, bool), hostChecks ...func(*Con
 	for _, check := range hostChecks {
 		errs = append(errs, check(c))
 	}
-	if err := doc.Locate(withoutEmptyNoise(errors.Join(errs...), empty), ""); err != nil {
+	warnings, err := cfg.Warnings(doc.Locate(withoutEmptyNoise(errors.Join(errs...), empty), ""))
+	if err != nil {
 		return nil, err
 	}
+	c.Warnings = warnings
 	return c, nil
 }
 

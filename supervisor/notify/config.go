@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 )
 
 // Defaults, as in Prometheus (rules.resend-delay, notifier queue capacity,
@@ -52,29 +53,9 @@ type AlertmanagerConfig struct {
 	URL string `yaml:"url" json:"url"`
 	// Timeout bounds one POST. Default 10s.
 	Timeout cfg.Duration `yaml:"timeout" json:"timeout,omitempty"`
-	// Headers are added to every request.
-	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
-	// BearerTokenFile is read at every request (rotated tokens are picked up).
-	BearerTokenFile string `yaml:"bearerTokenFile" json:"bearerTokenFile,omitempty"`
-	// BasicAuth authenticates with a user name and a password file.
-	BasicAuth *BasicAuth `yaml:"basicAuth" json:"basicAuth,omitempty"`
-	// TLS configures https Alertmanagers; files are re-read when they change.
-	TLS *TLSConfig `yaml:"tls" json:"tls,omitempty"`
-}
-
-// BasicAuth is alertmanagers[].basicAuth.
-type BasicAuth struct {
-	Username     string `yaml:"username" json:"username"`
-	PasswordFile string `yaml:"passwordFile" json:"passwordFile"`
-}
-
-// TLSConfig is alertmanagers[].tls.
-type TLSConfig struct {
-	CAFile             string `yaml:"caFile" json:"caFile,omitempty"`
-	CertFile           string `yaml:"certFile" json:"certFile,omitempty"`
-	KeyFile            string `yaml:"keyFile" json:"keyFile,omitempty"`
-	ServerName         string `yaml:"serverName" json:"serverName,omitempty"`
-	InsecureSkipVerify bool   `yaml:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
+	// Headers, bearerTokenFile, basicAuth and tls: the shared HTTP client
+	// settings.
+	clientcfg.HTTP `yaml:",inline"`
 }
 
 // Enabled reports whether any Alertmanager is configured.
@@ -110,24 +91,7 @@ func (a *AlertmanagerConfig) PostURL() string {
 }
 
 // HTTPClientConfig translates the entry to prometheus/common's client config.
-func (a *AlertmanagerConfig) HTTPClientConfig() commoncfg.HTTPClientConfig {
-	hc := commoncfg.DefaultHTTPClientConfig
-	hc.BearerTokenFile = a.BearerTokenFile
-	if b := a.BasicAuth; b != nil {
-		hc.BasicAuth = &commoncfg.BasicAuth{Username: b.Username, PasswordFile: b.PasswordFile}
-	}
-	if t := a.TLS; t != nil {
-		hc.TLSConfig = commoncfg.TLSConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
-			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	}
-	if len(a.Headers) > 0 {
-		hc.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{}}
-		for k, v := range a.Headers {
-			hc.HTTPHeaders.Headers[k] = commoncfg.Header{Values: []string{v}}
-		}
-	}
-	return hc
-}
+func (a *AlertmanagerConfig) HTTPClientConfig() commoncfg.HTTPClientConfig { return a.HTTP.Common() }
 
 // Validate reports every problem with paths relative to alerting.
 func (c *Config) Validate() error {
@@ -136,6 +100,7 @@ func (c *Config) Validate() error {
 	seen := map[string]int{}
 	for i, a := range c.Alertmanagers {
 		path := fmt.Sprintf("alertmanagers[%d]", i)
+		scheme := ""
 		switch u, err := url.Parse(a.URL); {
 		case a.URL == "":
 			add(path+".url", "is required (e.g. http://alertmanager.monitoring:9093)")
@@ -152,33 +117,12 @@ func (c *Config) Validate() error {
 				add(path+".url", "%q is already alertmanagers[%d]", a.URL, j)
 			}
 			seen[a.PostURL()] = i
-			if a.TLS != nil && u.Scheme == "http" {
-				add(path+".tls", "is set but the url scheme is http (use https)")
-			}
+			scheme = u.Scheme
 		}
 		if a.Timeout < 0 {
 			add(path+".timeout", "must not be negative")
 		}
-		if t := a.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
-			add(path+".tls", "certFile and keyFile must be given together")
-		}
-		if b := a.BasicAuth; b != nil {
-			if b.Username == "" {
-				add(path+".basicAuth.username", "is required")
-			}
-			if a.BearerTokenFile != "" {
-				add(path+".basicAuth", "and bearerTokenFile are exclusive")
-			}
-		}
-		for k, v := range a.Headers {
-			if strings.ContainsAny(v, "\r\n\x00") {
-				add(path+".headers."+k, "header value must not contain CR, LF or NUL")
-			}
-		}
-		hc := a.HTTPClientConfig()
-		if err := hc.Validate(); err != nil {
-			add(path, "%v", err)
-		}
+		errs = append(errs, cfg.Prefix(path, a.HTTP.Validate(scheme)))
 	}
 	for k, v := range c.ExternalLabels {
 		if !model.LabelName(k).IsValidLegacy() || strings.HasPrefix(k, "__") {

@@ -10,12 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 )
 
 // DefaultTimeout bounds one query when prometheus.timeout is not set.
@@ -38,29 +38,9 @@ type PrometheusConfig struct {
 	// Timeout bounds one query (sent to the server as its timeout too).
 	// Default 5s.
 	Timeout cfg.Duration `yaml:"timeout" json:"timeout,omitempty"`
-	// Headers are added to every request (e.g. X-Scope-OrgID for Mimir).
-	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
-	// BearerTokenFile is read at every request (rotated tokens are picked up).
-	BearerTokenFile string `yaml:"bearerTokenFile" json:"bearerTokenFile,omitempty"`
-	// BasicAuth authenticates with a user name and a password file.
-	BasicAuth *BasicAuth `yaml:"basicAuth" json:"basicAuth,omitempty"`
-	// TLS configures https; files are re-read when they change.
-	TLS *TLSConfig `yaml:"tls" json:"tls,omitempty"`
-}
-
-// BasicAuth is prometheus.basicAuth.
-type BasicAuth struct {
-	Username     string `yaml:"username" json:"username"`
-	PasswordFile string `yaml:"passwordFile" json:"passwordFile"`
-}
-
-// TLSConfig is prometheus.tls.
-type TLSConfig struct {
-	CAFile             string `yaml:"caFile" json:"caFile,omitempty"`
-	CertFile           string `yaml:"certFile" json:"certFile,omitempty"`
-	KeyFile            string `yaml:"keyFile" json:"keyFile,omitempty"`
-	ServerName         string `yaml:"serverName" json:"serverName,omitempty"`
-	InsecureSkipVerify bool   `yaml:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
+	// Headers (e.g. X-Scope-OrgID for Mimir), bearerTokenFile, basicAuth
+	// and tls: the shared HTTP client settings.
+	clientcfg.HTTP `yaml:",inline"`
 }
 
 // Enabled reports whether the source has a URL to ask.
@@ -75,24 +55,7 @@ func (p *PrometheusConfig) EffectiveTimeout() time.Duration {
 }
 
 // HTTPClientConfig translates the entry to prometheus/common's client config.
-func (p *PrometheusConfig) HTTPClientConfig() commoncfg.HTTPClientConfig {
-	hc := commoncfg.DefaultHTTPClientConfig
-	hc.BearerTokenFile = p.BearerTokenFile
-	if b := p.BasicAuth; b != nil {
-		hc.BasicAuth = &commoncfg.BasicAuth{Username: b.Username, PasswordFile: b.PasswordFile}
-	}
-	if t := p.TLS; t != nil {
-		hc.TLSConfig = commoncfg.TLSConfig{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
-			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	}
-	if len(p.Headers) > 0 {
-		hc.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{}}
-		for k, v := range p.Headers {
-			hc.HTTPHeaders.Headers[k] = commoncfg.Header{Values: []string{v}}
-		}
-	}
-	return hc
-}
+func (p *PrometheusConfig) HTTPClientConfig() commoncfg.HTTPClientConfig { return p.HTTP.Common() }
 
 // Validate reports every problem with paths relative to sources.<name>.
 func (c *Config) Validate() error {
@@ -104,6 +67,7 @@ func (c *Config) Validate() error {
 	add := func(path, format string, args ...any) {
 		errs = append(errs, cfg.Errorf(cfg.Join("prometheus", path), format, args...))
 	}
+	scheme := ""
 	if p.URL != "" {
 		switch u, err := url.Parse(p.URL); {
 		case err != nil:
@@ -115,34 +79,13 @@ func (c *Config) Validate() error {
 		case u.RawQuery != "" || u.Fragment != "":
 			add("url", "%q: no query or fragment (the path prefix only)", p.URL)
 		default:
-			if p.TLS != nil && u.Scheme == "http" {
-				add("tls", "is set but the url scheme is http (use https)")
-			}
+			scheme = u.Scheme
 		}
 	}
 	if p.Timeout < 0 {
 		add("timeout", "must not be negative")
 	}
-	if t := p.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
-		add("tls", "certFile and keyFile must be given together")
-	}
-	if b := p.BasicAuth; b != nil {
-		if b.Username == "" {
-			add("basicAuth.username", "is required")
-		}
-		if p.BearerTokenFile != "" {
-			add("basicAuth", "and bearerTokenFile are exclusive")
-		}
-	}
-	for k, v := range p.Headers {
-		if strings.ContainsAny(v, "\r\n\x00") {
-			add("headers."+k, "header value must not contain CR, LF or NUL")
-		}
-	}
-	hc := p.HTTPClientConfig()
-	if err := hc.Validate(); err != nil {
-		add("", "%v", err)
-	}
+	errs = append(errs, cfg.Prefix("prometheus", p.HTTP.Validate(scheme)))
 	return errors.Join(errs...)
 }
 

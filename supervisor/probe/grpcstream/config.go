@@ -9,6 +9,7 @@ import (
 
 	"github.com/medic-sidecar/medic/internal/backoff"
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 	"github.com/medic-sidecar/medic/internal/relayapi"
 )
 
@@ -72,8 +73,9 @@ type Config struct {
 	Service string `yaml:"service" json:"service,omitempty"`
 	// Insecure dials without TLS; it must be said explicitly.
 	Insecure bool `yaml:"insecure" json:"insecure,omitempty"`
-	// TLS dials with TLS.
-	TLS *TLSConfig `yaml:"tls" json:"tls,omitempty"`
+	// TLS dials with TLS. Files are read at every dial, so rotated
+	// certificates are picked up on the next reconnect.
+	TLS *clientcfg.TLS `yaml:"tls" json:"tls,omitempty"`
 	// Keepalive is the client's HTTP/2 keepalive: it bounds how long a hung
 	// peer goes unnoticed (time + timeout).
 	Keepalive KeepaliveConfig `yaml:"keepalive" json:"keepalive"`
@@ -90,18 +92,6 @@ type HealthCheckConfig struct {
 	Interval cfg.Duration `yaml:"interval" json:"interval"`
 	// Timeout of one check.
 	Timeout cfg.Duration `yaml:"timeout" json:"timeout"`
-}
-
-// TLSConfig is the client's TLS material. Files are read at every dial,
-// so rotated certificates are picked up on the next reconnect.
-type TLSConfig struct {
-	// CA is a PEM bundle to verify the server; empty uses the system roots.
-	CA string `yaml:"ca" json:"ca,omitempty"`
-	// Cert and Key are the client certificate for mTLS (both or neither).
-	Cert string `yaml:"cert" json:"cert,omitempty"`
-	Key  string `yaml:"key" json:"key,omitempty"`
-	// ServerName overrides the name verified in the server's certificate.
-	ServerName string `yaml:"serverName" json:"serverName,omitempty"`
 }
 
 // KeepaliveConfig is the client keepalive.
@@ -180,9 +170,8 @@ func (c *Config) Validate() error {
 		add("insecure", "conflicts with tls: choose one")
 	case !c.Insecure && c.TLS == nil:
 		add("tls", "is required unless insecure: true is set explicitly")
-	case c.TLS != nil && (c.TLS.Cert == "") != (c.TLS.Key == ""):
-		add("tls", "cert and key must be given together")
 	}
+	errs = append(errs, cfg.Prefix("tls", c.TLS.Validate()))
 	if c.Keepalive.Time.D() < MinKeepaliveTime {
 		add("keepalive.time", "must be at least %s (grpc-go raises any lower client keepalive time to %s)", cfg.Duration(MinKeepaliveTime), cfg.Duration(MinKeepaliveTime))
 	}

@@ -57,7 +57,7 @@ api: kubearmor
 stream: messages
 filter: anything-goes-for-messages
 healthCheck: {interval: 30s, timeout: 2s}
-tls: {ca: /etc/ca.pem, cert: /etc/c.pem, key: /etc/k.pem, serverName: kubearmor}
+tls: {caFile: /etc/ca.pem, certFile: /etc/c.pem, keyFile: /etc/k.pem, serverName: kubearmor}
 keepalive: {time: 10s, timeout: 2s}
 dialTimeout: 3s
 backoff: {policy: fibonacci, initial: 500ms, max: 1m, jitter: 10%}
@@ -80,8 +80,8 @@ func TestValidationErrors(t *testing.T) {
 			"probes[0].grpcStream.target: is required",
 			"probes[0].grpcStream.tls: is required unless insecure: true",
 		}},
-		{"both transports", "target: x:1\ninsecure: true\ntls: {ca: /ca.pem}", []string{"probes[0].grpcStream.insecure: conflicts with tls"}},
-		{"half a key pair", "target: x:1\ntls: {cert: /c.pem}", []string{"probes[0].grpcStream.tls: cert and key must be given together"}},
+		{"both transports", "target: x:1\ninsecure: true\ntls: {caFile: /ca.pem}", []string{"probes[0].grpcStream.insecure: conflicts with tls"}},
+		{"half a key pair", "target: x:1\ntls: {certFile: /c.pem}", []string{"probes[0].grpcStream.tls: certFile and keyFile must be given together"}},
 		{"alerts bad filter", "target: x:1\ninsecure: true\nfilter: system", []string{
 			`probes[0].grpcStream.filter: "system" is not accepted on alerts: the relay takes only "all" or "policy"`}},
 		{"logs bad filter", "target: x:1\ninsecure: true\nstream: logs\nfilter: policy", []string{

@@ -1,8 +1,6 @@
 package grpcstream
 
 import (
-	"crypto/tls"
-	"github.com/medic-sidecar/medic/internal/tlsfiles"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,7 +15,7 @@ import (
 func (p *Probe) dialOptions(keepaliveTime time.Duration) ([]grpc.DialOption, error) {
 	creds := insecure.NewCredentials()
 	if p.c.TLS != nil {
-		tc, err := p.c.TLS.load()
+		tc, err := p.c.TLS.Config()
 		if err != nil {
 			return nil, err
 		}
@@ -38,8 +36,4 @@ func (p *Probe) dialOptions(keepaliveTime time.Duration) ([]grpc.DialOption, err
 		grpc.WithDisableServiceConfig(),
 		grpc.WithUserAgent("medic-grpcstream"),
 	}, nil
-}
-
-func (t *TLSConfig) load() (*tls.Config, error) {
-	return tlsfiles.Load(tlsfiles.Files{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName})
 }

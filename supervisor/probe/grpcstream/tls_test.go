@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/backoff"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/testpeers/relay"
 )
@@ -88,7 +89,7 @@ func TestMutualTLS(t *testing.T) {
 	}})
 	c := testConfig(s.Addr())
 	c.Insecure = false
-	c.TLS = &TLSConfig{CA: pki.caFile, Cert: pki.clientCert, Key: pki.clientK, ServerName: "relay.test"}
+	c.TLS = &clientcfg.TLS{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientK, ServerName: "relay.test"}
 	h := run(t, c, clock.NewFake(t0))
 	h.waitUp()
 	h.stop()
@@ -101,7 +102,7 @@ func TestMutualTLS(t *testing.T) {
 	h2.stop()
 
 	// Unreadable TLS material is a local configuration error: permanent.
-	c.TLS = &TLSConfig{CA: filepath.Join(pki.dir, "missing.pem")}
+	c.TLS = &clientcfg.TLS{CAFile: filepath.Join(pki.dir, "missing.pem")}
 	h3 := run(t, c, clock.NewFake(t0))
 	h3.waitValue(MetricErrors, 1, 5*time.Second, "code", CodeConfig)
 	if st := h3.p.Status(); st.Phase != "rejected" {

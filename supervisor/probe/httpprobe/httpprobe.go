@@ -18,10 +18,9 @@ package httpprobe
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/medic-sidecar/medic/internal/tlsfiles"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 	"io"
 	"net/http"
 	"net/url"
@@ -63,20 +62,8 @@ type Config struct {
 	ExpectBody string `yaml:"expectBody" json:"expectBody,omitempty"`
 	// Headers are added to the request ("Host" sets the virtual host).
 	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
-	TLS     TLSConfig         `yaml:"tls" json:"tls"`
-}
-
-// TLSConfig configures https:// URLs.
-type TLSConfig struct {
-	// CA is a PEM file of roots to trust instead of the system pool.
-	CA string `yaml:"ca" json:"ca,omitempty"`
-	// InsecureSkipVerify accepts any server certificate.
-	InsecureSkipVerify bool `yaml:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
-	// ServerName overrides the name verified in the server certificate.
-	ServerName string `yaml:"serverName" json:"serverName,omitempty"`
-	// Cert and Key are a client certificate (PEM files), both or neither.
-	Cert string `yaml:"cert" json:"cert,omitempty"`
-	Key  string `yaml:"key" json:"key,omitempty"`
+	// TLS configures https:// URLs.
+	TLS *clientcfg.TLS `yaml:"tls" json:"tls,omitempty"`
 }
 
 // StatusList is one status code or class, or a list of them, as written:
@@ -148,12 +135,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, cfg.Errorf(fmt.Sprintf("expectStatus[%d]", i), "%v", err))
 		}
 	}
-	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		errs = append(errs, cfg.Errorf("tls", "cert and key must be set together"))
+	if c.TLS != nil && err == nil && u.Scheme == "http" {
+		errs = append(errs, cfg.Errorf("tls", "is set but the url scheme is http (use https)"))
 	}
-	if c.TLS != (TLSConfig{}) && err == nil && u.Scheme == "http" {
-		errs = append(errs, cfg.Errorf("tls", "is set but url is plain http"))
-	}
+	errs = append(errs, cfg.Prefix("tls", c.TLS.Validate()))
 	return errors.Join(errs...)
 }
 
@@ -190,7 +175,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 	log := env.LoggerOrDiscard()
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil, ResponseHeaderTimeout: c.Timeout.D()}
 	if strings.HasPrefix(c.URL, "https:") {
-		tc, err := tlsConfig(c.TLS)
+		tc, err := c.TLS.Config()
 		if err != nil {
 			return nil, err
 		}
@@ -217,10 +202,6 @@ func New(c Config, env probe.Env) (*Probe, error) {
 		p.headers.Set(k, v)
 	}
 	return p, nil
-}
-
-func tlsConfig(t TLSConfig) (*tls.Config, error) {
-	return tlsfiles.Load(tlsfiles.Files{CA: t.CA, Cert: t.Cert, Key: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify})
 }
 
 // Result is one check.

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 	"github.com/medic-sidecar/medic/supervisor/probe"
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probetest"
 )
@@ -162,19 +163,19 @@ func TestTLS(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := mustNew(t, Config{URL: srv.URL, TLS: TLSConfig{CA: ca}}, probe.Env{}).Check(context.Background()); !r.Up {
+	if r := mustNew(t, Config{URL: srv.URL, TLS: &clientcfg.TLS{CAFile: ca}}, probe.Env{}).Check(context.Background()); !r.Up {
 		t.Fatalf("with CA: %+v", r)
 	}
 	r := mustNew(t, Config{URL: srv.URL}, probe.Env{}).Check(context.Background())
 	if r.Up || !strings.Contains(r.Reason, "certificate") {
 		t.Fatalf("without CA: %+v", r)
 	}
-	if r := mustNew(t, Config{URL: srv.URL, TLS: TLSConfig{InsecureSkipVerify: true}}, probe.Env{}).Check(context.Background()); !r.Up {
+	if r := mustNew(t, Config{URL: srv.URL, TLS: &clientcfg.TLS{InsecureSkipVerify: true}}, probe.Env{}).Check(context.Background()); !r.Up {
 		t.Fatalf("insecure: %+v", r)
 	}
 	_, err := New(Config{URL: srv.URL, Interval: cfg.Duration(time.Second), Timeout: cfg.Duration(time.Second),
-		TLS: TLSConfig{CA: filepath.Join(t.TempDir(), "missing.pem")}}, probe.Env{})
-	if err == nil || !strings.Contains(err.Error(), "tls.ca") {
+		TLS: &clientcfg.TLS{CAFile: filepath.Join(t.TempDir(), "missing.pem")}}, probe.Env{})
+	if err == nil || !strings.Contains(err.Error(), "tls: unable to read CA cert") {
 		t.Fatalf("missing CA file: %v", err)
 	}
 }
@@ -198,13 +199,13 @@ func TestConfig(t *testing.T) {
 	if err != nil || len(c.ExpectStatus) != 2 {
 		t.Fatalf("list: %v %v", c, err)
 	}
-	_, err = decode("{url: 'ftp://x/y', expectStatus: [200, 7xx, {a: 1}], timeout: 10s, tls: {cert: a.pem}}")
+	_, err = decode("{url: 'ftp://x/y', expectStatus: [200, 7xx, {a: 1}], timeout: 10s, tls: {certFile: a.pem}}")
 	for _, want := range []string{
 		`probes[1].http.url: scheme must be http or https, not "ftp"`,
 		`probes[1].http.expectStatus[1]: "7xx" is neither`,
 		`probes[1].http.expectStatus[2]: "<not a scalar>"`,
 		"probes[1].http.timeout: must not exceed interval (5s)",
-		"probes[1].http.tls: cert and key must be set together",
+		"probes[1].http.tls: certFile and keyFile must be given together",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v\ndoes not contain %q", err, want)

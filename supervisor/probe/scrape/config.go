@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/medic-sidecar/medic/internal/cfg"
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 )
 
 // Kind is the YAML key of this probe kind: probes[].scrape.
@@ -45,7 +46,7 @@ type Config struct {
 	// Accept-Encoding is reserved: the probe negotiates gzip itself.
 	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
 	// TLS configures https targets; files are re-read when they change.
-	TLS *TLSConfig `yaml:"tls" json:"tls,omitempty"`
+	TLS *clientcfg.TLS `yaml:"tls" json:"tls,omitempty"`
 	// MaxBytes is the largest (decompressed) body accepted; a larger page
 	// fails the scrape.
 	MaxBytes ByteSize `yaml:"maxBytes" json:"maxBytes"`
@@ -68,21 +69,6 @@ type Config struct {
 	// after the first scrape at 0 (at the previous scrape's time), which
 	// lets rate() see a counter's first increment (docs/probes.md).
 	NoZeroNewCounters bool `yaml:"noZeroNewCounters" json:"noZeroNewCounters,omitempty"`
-}
-
-// TLSConfig is probes[].scrape.tls.
-type TLSConfig struct {
-	// CAFile is a PEM bundle of roots to verify the server with; empty
-	// means the system roots.
-	CAFile string `yaml:"caFile" json:"caFile,omitempty"`
-	// CertFile and KeyFile are a PEM client certificate and key (mTLS).
-	CertFile string `yaml:"certFile" json:"certFile,omitempty"`
-	KeyFile  string `yaml:"keyFile" json:"keyFile,omitempty"`
-	// ServerName overrides the name the server certificate is verified
-	// against (and sent as SNI); default: the URL's host.
-	ServerName string `yaml:"serverName" json:"serverName,omitempty"`
-	// InsecureSkipVerify disables server certificate verification.
-	InsecureSkipVerify bool `yaml:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
 }
 
 // NewConfig returns a Config with every default filled in.
@@ -184,14 +170,10 @@ func (c *Config) Validate() error {
 			add(path, "header value must not contain CR, LF or NUL")
 		}
 	}
-	if t := c.TLS; t != nil {
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			add("tls", "certFile and keyFile must be given together")
-		}
-		if scheme == "http" {
-			add("tls", "is set but the url scheme is http (use https)")
-		}
+	if c.TLS != nil && scheme == "http" {
+		add("tls", "is set but the url scheme is http (use https)")
 	}
+	errs = append(errs, cfg.Prefix("tls", c.TLS.Validate()))
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 )
 
 // errTLSFiles marks a failure to load the configured TLS files, so the
@@ -19,9 +21,12 @@ var errTLSFiles = errors.New("tls files")
 // rare) and re-parsed when their content changed: certificates on disk
 // rotate (SPIFFE SVIDs every hour or so), and a modification time is too
 // coarse to notice two quick rewrites of the same size. A missing or bad
-// file fails that scrape, not the probe.
+// file fails that scrape, not the probe: the files may not exist yet when
+// medic starts (an SVID written by the agent beside it), which is why this
+// loader is not prometheus/common's (clientcfg.TLS.Config), which reads
+// them when the client is built and fails there.
 type tlsFiles struct {
-	c TLSConfig
+	c clientcfg.TLS
 
 	mu      sync.Mutex
 	caPEM   []byte
@@ -33,7 +38,7 @@ type tlsFiles struct {
 
 // newTLSConfig builds the client tls.Config for c; host is the URL's host
 // name, used for verification when c.ServerName is empty.
-func newTLSConfig(c *TLSConfig, host string) *tls.Config {
+func newTLSConfig(c *clientcfg.TLS, host string) *tls.Config {
 	f := &tlsFiles{c: *c}
 	name := c.ServerName
 	if name == "" {

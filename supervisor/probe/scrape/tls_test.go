@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/medic-sidecar/medic/internal/clientcfg"
 )
 
 // testCA is an in-memory certificate authority.
@@ -126,7 +128,7 @@ func TestScrapeMTLS(t *testing.T) {
 	writeFile(t, crt, c1)
 	writeFile(t, key, k1)
 
-	r := newRig(t, Config{URL: srv.URL + "/metrics", TLS: &TLSConfig{CAFile: ca, CertFile: crt, KeyFile: key}})
+	r := newRig(t, Config{URL: srv.URL + "/metrics", TLS: &clientcfg.TLS{CAFile: ca, CertFile: crt, KeyFile: key}})
 	r.cycle()
 	r.wantValue(`medic_probe_up{probe="spire"}`, 1)
 	r.wantValue(syncOK, 3)
@@ -182,14 +184,14 @@ func TestScrapeTLSVerification(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		tls  TLSConfig
+		tls  clientcfg.TLS
 		up   float64
 	}{
-		{"server name in the certificate", TLSConfig{CAFile: ca, CertFile: crt, KeyFile: key, ServerName: "agent.spire"}, 1},
-		{"server name not in the certificate", TLSConfig{CAFile: ca, CertFile: crt, KeyFile: key, ServerName: "other.spire"}, 0},
-		{"system roots do not know the CA", TLSConfig{CertFile: crt, KeyFile: key}, 0},
-		{"insecureSkipVerify", TLSConfig{CertFile: crt, KeyFile: key, InsecureSkipVerify: true}, 1},
-		{"no client certificate", TLSConfig{CAFile: ca}, 0},
+		{"server name in the certificate", clientcfg.TLS{CAFile: ca, CertFile: crt, KeyFile: key, ServerName: "agent.spire"}, 1},
+		{"server name not in the certificate", clientcfg.TLS{CAFile: ca, CertFile: crt, KeyFile: key, ServerName: "other.spire"}, 0},
+		{"system roots do not know the CA", clientcfg.TLS{CertFile: crt, KeyFile: key}, 0},
+		{"insecureSkipVerify", clientcfg.TLS{CertFile: crt, KeyFile: key, InsecureSkipVerify: true}, 1},
+		{"no client certificate", clientcfg.TLS{CAFile: ca}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, Config{URL: srv.URL, TLS: &tc.tls})
