@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,22 +114,26 @@ func TestRunStopsWithinTheGraceOnSignal(t *testing.T) {
 func TestSIGTERMShutsDownOrderly(t *testing.T) {
 	self, _ := os.Executable()
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "ok.yaml")
-	os.WriteFile(cfg, []byte("listen: "+addr+"\nstateDir: "+filepath.Join(dir, "s")+"\nevaluationInterval: 100ms\n"), 0o600)
-	cmd := exec.Command(self, "run", "--config", cfg)
+	// Port 0: medic binds a free port itself and logs it (a port picked
+	// free beforehand can be taken meanwhile as another dial's ephemeral one).
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nstateDir: "+filepath.Join(dir, "s")+"\nevaluationInterval: 100ms\n"), 0o600)
+	cmd := exec.Command(self, "run", "--config", cfg, "--log-format", "text")
 	cmd.Env = append(os.Environ(), "MEDIC_TEST_RUN_MAIN=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	listen := regexp.MustCompile(`msg="medic starting".* listen=(127\.0\.0\.1:[0-9]+)`)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
+		if m := listen.FindStringSubmatch(stderr.String()); m != nil {
+			resp, err := http.Get("http://" + m[1] + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
