@@ -599,7 +599,9 @@ func checkRequires(g Guards, st *Step, now time.Time) (reason, msg string) {
 		case err != nil:
 			return r.SuppressReason(), fmt.Sprintf("precondition %s could not be evaluated: %v; waiting", r, err)
 		case !ok && detail != "":
-			return r.SuppressReason(), fmt.Sprintf("precondition %s not met: %s; waiting", r, detail)
+			// The detail ("31 of 50 = 0.62, needs < 0.3") before the
+			// expression, which can be long: an Event's note is cut at 1 KiB.
+			return r.SuppressReason(), fmt.Sprintf("precondition not met: %s; waiting (precondition %s)", detail, r)
 		case !ok:
 			return r.SuppressReason(), fmt.Sprintf("precondition %s not met; waiting", r)
 		}

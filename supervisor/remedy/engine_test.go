@@ -409,6 +409,20 @@ func TestRequirementErrorProceeds(t *testing.T) {
 	}
 }
 
+// The fleet-outage detail comes before the expression in the message, so
+// that a long expression cannot push it past the Event note's 1 KiB.
+func TestFleetOutageDetailBeforeALongExpression(t *testing.T) {
+	expr := "share < 0.3 or " + strings.Repeat(`count(medic_alerts{alert="SPIREAgentNotSyncing"}) > 0 or `, 40) + "vector(0)"
+	f, _ := requirementsFixture(t, []Requirement{{Expr: expr, Source: "fleet", Reason: ReasonFleetOutage}},
+		func(r Requirement) (bool, string, error) { return false, "31 of 50 = 0.62, needs < 0.3", nil })
+	f.fire("restart")
+	ev := f.rec.next(t, RemediationSuppressed)
+	want := "precondition not met: 31 of 50 = 0.62, needs < 0.3; waiting (precondition "
+	if ev.Reason != ReasonFleetOutage || !strings.HasPrefix(ev.Message, want) || !strings.Contains(ev.Message, fmt.Sprintf("%q", expr)) {
+		t.Fatalf("message %.200q…, want it to start %q and name the expression", ev.Message, want)
+	}
+}
+
 func TestFleetOutageRequirement(t *testing.T) {
 	var share atomic.Int64
 	share.Store(31)
