@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
+	corev1 "github.com/medic-sidecar/medic/internal/kubeclient/api/core/v1"
+	policyv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/policy/v1"
 )
 
 // ModePod deletes (or evicts) a pod; its controller creates a new one.

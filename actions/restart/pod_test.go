@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/medic-sidecar/medic/actions"
+	kcorev1 "github.com/medic-sidecar/medic/internal/kubeclient/api/core/v1"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 )
 
@@ -44,7 +45,7 @@ func TestPodRefusesAReplacedPod(t *testing.T) {
 	var replacement *corev1.Pod
 	// Between medic reading the pod and deleting it, the pod is replaced
 	// by another one with the same name (a new UID).
-	a.(*podRestart).afterGet = func(*corev1.Pod) {
+	a.(*podRestart).afterGet = func(*kcorev1.Pod) {
 		forceDelete(admin, ke.Namespace, "replaced")
 		replacement = createPod(t, admin, ke.Namespace, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "replaced"}})
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,6 +14,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
+	appsv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/apps/v1"
 )
 
 // ModeRollout restarts a workload's pods the way `kubectl rollout restart`

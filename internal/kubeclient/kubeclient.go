@@ -8,43 +8,49 @@
 // binary that the container's memory cgroup is charged for in page cache.
 // This package builds small typed clients (Resource) on a scheme holding
 // only the groups above (and policy/v1 for evictions), so the rest is
-// never linked.
+// never linked. The types themselves are medic's own small structs
+// (package api and below) rather than k8s.io/api's: those carry every
+// field of their group with generated protobuf code, -4.3 MB of binary.
 package kubeclient
 
 import (
 	"fmt"
+	"sync"
 
-	appsv1 "k8s.io/api/apps/v1"
-	coordv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
+
+	appsv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/apps/v1"
+	coordv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/coordination/v1"
+	corev1 "github.com/medic-sidecar/medic/internal/kubeclient/api/core/v1"
+	eventsv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/events/v1"
+	policyv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/policy/v1"
 )
 
-// Scheme holds exactly the API types medic reads or writes.
-var Scheme = runtime.NewScheme()
-
-// Codecs and ParameterCodec are Scheme's.
-var (
-	Codecs         = serializer.NewCodecFactory(Scheme)
-	ParameterCodec = runtime.NewParameterCodec(Scheme)
-)
-
-func init() {
+// apiScheme holds exactly the API types medic reads or writes, with its
+// codecs. It is built on first use, not at package init: medic outside a
+// cluster never touches it (init work touches code and tables all over the
+// binary, and each touch maps 64 KiB of it that every medic pays for).
+var apiScheme = sync.OnceValue(func() *schemeCodecs {
+	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, eventsv1.AddToScheme, coordv1.AddToScheme, policyv1.AddToScheme,
 	} {
-		if err := add(Scheme); err != nil {
-			panic(err) // programming error: the built-in types always register
+		if err := add(s); err != nil {
+			panic(err) // programming error: the types above always register
 		}
 	}
-	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return &schemeCodecs{codecs: serializer.NewCodecFactory(s), params: runtime.NewParameterCodec(s)}
+})
+
+type schemeCodecs struct {
+	codecs serializer.CodecFactory
+	params runtime.ParameterCodec
 }
 
 // Typed clients of one resource, as client-go's generated clientset has them.
@@ -97,7 +103,7 @@ func NewForConfig(c *rest.Config) (*Clientset, error) {
 		gv := g.gv
 		gc.GroupVersion = &gv
 		gc.APIPath = g.api
-		gc.NegotiatedSerializer = Codecs.WithoutConversion()
+		gc.NegotiatedSerializer = apiScheme().codecs.WithoutConversion()
 		rc, err := rest.RESTClientForConfigAndClient(&gc, httpClient)
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes client %s: %w", gv, err)

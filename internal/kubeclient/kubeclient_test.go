@@ -7,13 +7,16 @@ import (
 	"testing"
 	"time"
 
-	coordv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
+	"reflect"
+
+	upcoordv1 "k8s.io/api/coordination/v1"
+	upcorev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/medic-sidecar/medic/internal/kubeclient"
+	coordv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/coordination/v1"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 )
 
@@ -60,6 +63,22 @@ func TestLeaseVerbs(t *testing.T) {
 	}
 }
 
+// medic's Lease replaces the whole object on Update, so its spec must hold
+// every field of coordination.k8s.io/v1's (a field it lacked would be
+// cleared by each renewal). Checked against k8s.io/api's own type, so a
+// field added in a newer API shows up here when k8s.io/api is upgraded.
+func TestLeaseSpecHasEveryField(t *testing.T) {
+	ours := map[string]bool{}
+	for f := range reflect.TypeFor[coordv1.LeaseSpec]().Fields() {
+		ours[f.Tag.Get("json")] = true
+	}
+	for f := range reflect.TypeFor[upcoordv1.LeaseSpec]().Fields() {
+		if !ours[f.Tag.Get("json")] {
+			t.Errorf("LeaseSpec lacks %s (json %q): an Update would clear it", f.Name, f.Tag.Get("json"))
+		}
+	}
+}
+
 // Pods: get, merge patch, list and delete with a UID precondition, as the
 // admin (the medic user may only get pods).
 func TestPodVerbs(t *testing.T) {
@@ -72,12 +91,16 @@ func TestPodVerbs(t *testing.T) {
 	defer cancel()
 	pods := cs.Pods(env.Namespace)
 	name := fmt.Sprintf("kubeclient-pod-%d", time.Now().UnixNano())
-	pod, err := pods.Create(ctx, &corev1.Pod{
+	pod, err := env.AdminClient(t).CoreV1().Pods(env.Namespace).Create(ctx, &upcorev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.invalid/c:1"}}},
+		Spec:       upcorev1.PodSpec{Containers: []upcorev1.Container{{Name: "c", Image: "example.invalid/c:1"}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create: %v", err)
+	}
+	got, err := pods.Get(ctx, name, metav1.GetOptions{})
+	if err != nil || got.UID != pod.UID || got.Name != name {
+		t.Fatalf("get: %v %+v", err, got.ObjectMeta)
 	}
 	patched, err := pods.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"medic.io/pause":"true"}}}`), metav1.PatchOptions{})
 	if err != nil || patched.Annotations["medic.io/pause"] != "true" {

@@ -35,7 +35,7 @@ func newResource[T Object, L runtime.Object](c rest.Interface, resource, ns stri
 func (r *Resource[T, L]) Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error) {
 	out := r.newT()
 	err := r.client.Get().Namespace(r.ns).Resource(r.resource).Name(name).
-		VersionedParams(&opts, ParameterCodec).Do(ctx).Into(out)
+		VersionedParams(&opts, apiScheme().params).Do(ctx).Into(out)
 	return out, err
 }
 
@@ -43,7 +43,7 @@ func (r *Resource[T, L]) Get(ctx context.Context, name string, opts metav1.GetOp
 func (r *Resource[T, L]) List(ctx context.Context, opts metav1.ListOptions) (L, error) {
 	out := r.newL()
 	err := r.client.Get().Namespace(r.ns).Resource(r.resource).
-		VersionedParams(&opts, ParameterCodec).Do(ctx).Into(out)
+		VersionedParams(&opts, apiScheme().params).Do(ctx).Into(out)
 	return out, err
 }
 
@@ -51,7 +51,7 @@ func (r *Resource[T, L]) List(ctx context.Context, opts metav1.ListOptions) (L, 
 func (r *Resource[T, L]) Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error) {
 	out := r.newT()
 	err := r.client.Post().Namespace(r.ns).Resource(r.resource).
-		VersionedParams(&opts, ParameterCodec).Body(obj).Do(ctx).Into(out)
+		VersionedParams(&opts, apiScheme().params).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
@@ -59,7 +59,7 @@ func (r *Resource[T, L]) Create(ctx context.Context, obj T, opts metav1.CreateOp
 func (r *Resource[T, L]) Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error) {
 	out := r.newT()
 	err := r.client.Put().Namespace(r.ns).Resource(r.resource).Name(obj.GetName()).
-		VersionedParams(&opts, ParameterCodec).Body(obj).Do(ctx).Into(out)
+		VersionedParams(&opts, apiScheme().params).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
@@ -67,7 +67,7 @@ func (r *Resource[T, L]) Update(ctx context.Context, obj T, opts metav1.UpdateOp
 func (r *Resource[T, L]) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error) {
 	out := r.newT()
 	err := r.client.Patch(pt).Namespace(r.ns).Resource(r.resource).Name(name).SubResource(subresources...).
-		VersionedParams(&opts, ParameterCodec).Body(data).Do(ctx).Into(out)
+		VersionedParams(&opts, apiScheme().params).Body(data).Do(ctx).Into(out)
 	return out, err
 }
 

@@ -12,16 +12,16 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/kubeclient"
+	corev1 "github.com/medic-sidecar/medic/internal/kubeclient/api/core/v1"
+	eventsv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/events/v1"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 )
 

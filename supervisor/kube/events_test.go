@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/kubeclient"
+	corev1 "github.com/medic-sidecar/medic/internal/kubeclient/api/core/v1"
 	"github.com/medic-sidecar/medic/internal/kubetest"
 	"github.com/medic-sidecar/medic/supervisor/kube"
 	"github.com/medic-sidecar/medic/supervisor/remedy"

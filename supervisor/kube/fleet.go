@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/kubeclient"
-	coordv1 "k8s.io/api/coordination/v1"
+	coordv1 "github.com/medic-sidecar/medic/internal/kubeclient/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"

@@ -11,12 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/medic-sidecar/medic/internal/kubeclient"
+	corev1 "github.com/medic-sidecar/medic/internal/kubeclient/api/core/v1"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
 )
 
