@@ -27,6 +27,24 @@ type Env struct {
 	Plugins PluginHost
 }
 
+// ClockOrReal is Clock, or the real clock.
+func (e Env) ClockOrReal() clock.Clock {
+	if e.Clock == nil {
+		return clock.Real{}
+	}
+	return e.Clock
+}
+
+// Log is the action's logger (Logger, or one that drops everything) with
+// the action's name and kind on every line.
+func (e Env) Log(kind string) *slog.Logger {
+	log := e.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return log.With("action", e.Name, "kind", kind)
+}
+
 // KubeEnv is medic's Kubernetes access: a clientset and its own pod
 // (Downward API). supervisor/kube's Client.ActionsEnv builds it.
 type KubeEnv struct {

@@ -150,11 +150,7 @@ var _ actions.Action = (*Action)(nil)
 
 // New builds the action from a validated config.
 func New(c Config, env actions.Env) (*Action, error) {
-	a := &Action{c: c, env: env, log: env.Logger}
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
-	}
-	a.log = a.log.With("action", env.Name, "kind", Kind)
+	a := &Action{c: c, env: env, log: env.Log(Kind)}
 	if c.Peer != "" {
 		var err error
 		if a.target, a.states, err = sockdiag.ParsePeer(c.Peer, c.States, "states"); err != nil {

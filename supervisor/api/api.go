@@ -111,6 +111,10 @@ type result struct {
 	err      error
 	warnings annotations.Annotations
 	query    string // for the warnings' positions
+	// done, when set, runs once the response is encoded: a query result's
+	// points live in slices the PromQL engine takes back into its pool on
+	// Close, so the query is closed only then (as Prometheus's API does).
+	done func()
 }
 
 func fail(typ string, format string, args ...any) result {
@@ -151,6 +155,9 @@ func (a *api) handler(h func(*http.Request) result) http.Handler {
 		}
 		resp.Warnings, resp.Infos = res.warnings.AsStrings(res.query, 10, 10)
 		b, err := json.Marshal(resp)
+		if res.done != nil {
+			res.done()
+		}
 		if err != nil {
 			a.o.Logger.Error("encoding API response", "path", r.URL.Path, "err", err)
 			code = http.StatusInternalServerError
@@ -259,9 +266,9 @@ func (a *api) timeout(r *http.Request) (context.Context, context.CancelFunc, res
 }
 
 func (a *api) exec(ctx context.Context, q promql.Query, qs string) result {
-	defer q.Close()
 	res := q.Exec(ctx)
 	if res.Err != nil {
+		q.Close()
 		return result{errType: queryErrorType(res.Err), err: res.Err, warnings: res.Warnings, query: qs}
 	}
 	v := res.Value
@@ -276,7 +283,7 @@ func (a *api) exec(ctx context.Context, q promql.Query, qs string) result {
 			v = promql.Matrix{}
 		}
 	}
-	return result{data: queryData{ResultType: v.Type(), Result: v}, warnings: res.Warnings, query: qs}
+	return result{data: queryData{ResultType: v.Type(), Result: v}, warnings: res.Warnings, query: qs, done: q.Close}
 }
 
 func queryErrorType(err error) string {

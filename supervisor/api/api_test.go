@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -497,5 +498,56 @@ func TestRulesListsRuleFileGroupsAndRecordingRules(t *testing.T) {
 	}
 	if got := list(url.Values{"type": {"alert"}, "rule_name[]": {"ServerDown"}}); got != "spire(rules/spire.yml,30s): alerting/ServerDown/ok/true" {
 		t.Errorf("type=alert, rule_name[]=ServerDown: %s", got)
+	}
+}
+
+// A range query's points live in slices the PromQL engine takes back into
+// its pool when the query is closed: the response must be encoded before
+// that, or a concurrent query refills the slices and a client gets another
+// query's values (and -race reports the read and the write).
+func TestConcurrentRangeQueriesKeepTheirOwnPoints(t *testing.T) {
+	srv := fixture(t)
+	start := t0.Add(-5 * time.Minute)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				want := strconv.Itoa(w*100 + i)
+				resp, err := http.PostForm(srv.URL+"/api/v1/query_range", url.Values{
+					"query": {`medic_probe_up{probe="spire-agent"} * ` + want},
+					"start": {start.Format(time.RFC3339Nano)}, "end": {t0.Format(time.RFC3339Nano)}, "step": {"1s"}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				var d struct {
+					Data struct {
+						Result []struct {
+							Values [][2]any `json:"values"`
+						} `json:"result"`
+					} `json:"data"`
+				}
+				err = json.NewDecoder(resp.Body).Decode(&d)
+				resp.Body.Close()
+				if err != nil || len(d.Data.Result) != 1 || len(d.Data.Result[0].Values) != 301 {
+					errs <- fmt.Errorf("%s: %v, %d series", want, err, len(d.Data.Result))
+					return
+				}
+				for _, p := range d.Data.Result[0].Values {
+					if p[1] != want {
+						errs <- fmt.Errorf("query for %s answered a point %v", want, p[1])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

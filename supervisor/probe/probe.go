@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/registry"
 )
@@ -149,4 +150,20 @@ func Ticker(ctx context.Context, clk clock.Clock, interval time.Duration, f func
 		case <-clk.After(wait):
 		}
 	}
+}
+
+// CheckTiming is the timing check every polling probe's Validate makes:
+// interval and timeout greater than 0, and a timeout that fits in the
+// interval (a check must end before the next one is due).
+func CheckTiming(interval, timeout cfg.Duration) []error {
+	var errs []error
+	if interval <= 0 {
+		errs = append(errs, cfg.Errorf("interval", "must be greater than 0"))
+	}
+	if timeout <= 0 {
+		errs = append(errs, cfg.Errorf("timeout", "must be greater than 0"))
+	} else if interval > 0 && timeout > interval {
+		errs = append(errs, cfg.Errorf("timeout", "must not exceed interval (%s)", interval))
+	}
+	return errs
 }

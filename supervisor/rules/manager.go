@@ -54,42 +54,51 @@ func (e *Engine) PromQL() (*promql.Engine, storage.Queryable) { return e.eng, e.
 // scalar becomes a one-element vector without labels).
 func (e *Engine) Query(ctx context.Context, qs string, t time.Time) (promql.Vector, error) {
 	q, err := e.eng.NewInstantQuery(ctx, e.q, nil, qs, t)
-	if err != nil {
-		return nil, err
-	}
-	defer q.Close()
-	res := q.Exec(ctx)
-	if res.Err != nil {
-		return nil, res.Err
-	}
-	switch v := res.Value.(type) {
-	case promql.Vector:
-		return v, nil
-	case promql.Scalar:
-		return promql.Vector{promql.Sample{T: v.T, F: v.V}}, nil
-	default:
-		return nil, fmt.Errorf("rule result is a %s, want a vector or scalar", res.Value.Type())
-	}
+	return result(ctx, q, err, func(v parser.Value) (promql.Vector, error) {
+		switch v := v.(type) {
+		case promql.Vector: // built for the result: not the engine's to reuse
+			return v, nil
+		case promql.Scalar:
+			return promql.Vector{promql.Sample{T: v.T, F: v.V}}, nil
+		default:
+			return nil, fmt.Errorf("rule result is a %s, want a vector or scalar", v.Type())
+		}
+	})
 }
 
 // QueryRange runs a range query: the instant query's result at every
 // step from start to end, in one evaluation.
 func (e *Engine) QueryRange(ctx context.Context, qs string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
 	q, err := e.eng.NewRangeQuery(ctx, e.q, nil, qs, start, end, step)
+	return result(ctx, q, err, func(v parser.Value) (promql.Matrix, error) {
+		m, ok := v.(promql.Matrix)
+		if !ok {
+			return nil, fmt.Errorf("range query result is a %s, want a matrix", v.Type())
+		}
+		// The series' points are the engine's: copy them before Close.
+		out := make(promql.Matrix, len(m))
+		for i, s := range m {
+			s.Floats, s.Histograms = slices.Clone(s.Floats), slices.Clone(s.Histograms)
+			out[i] = s
+		}
+		return out, nil
+	})
+}
+
+// result runs q (built with err) and converts its value with take before
+// closing it: Close gives the value's point slices back to the engine's
+// pool, where the next query refills them.
+func result[T any](ctx context.Context, q promql.Query, err error, take func(parser.Value) (T, error)) (T, error) {
+	var zero T
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	defer q.Close()
 	res := q.Exec(ctx)
 	if res.Err != nil {
-		return nil, res.Err
+		return zero, res.Err
 	}
-	switch v := res.Value.(type) {
-	case promql.Matrix:
-		return v, nil
-	default:
-		return nil, fmt.Errorf("range query result is a %s, want a matrix", res.Value.Type())
-	}
+	return take(res.Value)
 }
 
 // LongestRange returns the longest range (matrix selector, subquery plus

@@ -122,14 +122,7 @@ func (c *Config) Validate() error {
 	case u.Host == "":
 		errs = append(errs, cfg.Errorf("url", "has no host"))
 	}
-	if c.Interval <= 0 {
-		errs = append(errs, cfg.Errorf("interval", "must be greater than 0"))
-	}
-	if c.Timeout <= 0 {
-		errs = append(errs, cfg.Errorf("timeout", "must be greater than 0"))
-	} else if c.Interval > 0 && c.Timeout > c.Interval {
-		errs = append(errs, cfg.Errorf("timeout", "must not exceed interval (%s)", c.Interval))
-	}
+	errs = append(errs, probe.CheckTiming(c.Interval, c.Timeout)...)
 	for i, s := range c.ExpectStatus {
 		if _, err := parseStatus(s); err != nil {
 			errs = append(errs, cfg.Errorf(fmt.Sprintf("expectStatus[%d]", i), "%v", err))

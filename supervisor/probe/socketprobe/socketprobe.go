@@ -97,14 +97,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, cfg.Errorf("handshake", "must be %q or %q, not %q", HandshakeNone, HandshakeHTTP2, c.Handshake))
 	}
-	if c.Interval <= 0 {
-		errs = append(errs, cfg.Errorf("interval", "must be greater than 0"))
-	}
-	if c.Timeout <= 0 {
-		errs = append(errs, cfg.Errorf("timeout", "must be greater than 0"))
-	} else if c.Interval > 0 && c.Timeout > c.Interval {
-		errs = append(errs, cfg.Errorf("timeout", "must not exceed interval (%s)", c.Interval))
-	}
+	errs = append(errs, probe.CheckTiming(c.Interval, c.Timeout)...)
 	return errors.Join(errs...)
 }
 
