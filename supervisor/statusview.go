@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"fmt"
 	"maps"
 	"net/http"
 	"runtime"
@@ -9,6 +8,7 @@ import (
 	"github.com/medic-sidecar/medic/internal/version"
 	"github.com/medic-sidecar/medic/supervisor/api"
 	"github.com/medic-sidecar/medic/supervisor/config"
+	"github.com/medic-sidecar/medic/supervisor/remedy"
 	"github.com/medic-sidecar/medic/supervisor/rules"
 )
 
@@ -48,13 +48,12 @@ type Summary struct {
 func (s *Supervisor) explain(st *Status) {
 	open := map[string][]int{} // alert name -> indexes of open incidents
 	for i, inc := range st.Incidents {
-		// fmt.Sprint: the state is a string or a typed state with String().
-		switch fmt.Sprint(inc.State) {
-		case "resolved":
+		switch inc.State {
+		case remedy.StateResolved:
 			continue
-		case "held":
+		case remedy.StateHeld:
 			st.Summary.Held++
-		case "exhausted":
+		case remedy.StateExhausted:
 			st.Summary.Exhausted++
 		default:
 			st.Summary.Remediating++

@@ -120,91 +120,123 @@ func parseMode(s string) (fs.FileMode, error) {
 // Validate reports every problem.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(path, f string, a ...any) { errs = append(errs, cfg.Errorf(path, f, a...)) }
 	switch {
 	case c.Socket == "" && len(c.Command) == 0:
-		add("", "set socket (SPIFFE Workload API) or command")
+		errs = append(errs, cfg.Errorf("", "set socket (SPIFFE Workload API) or command"))
 	case c.Socket != "" && len(c.Command) > 0:
-		add("", "set socket or command, not both")
+		errs = append(errs, cfg.Errorf("", "set socket or command, not both"))
 	}
 	if c.Socket != "" {
-		if err := workloadapi.ValidateAddress(c.Socket); err != nil {
-			add("socket", "%v", err)
-		}
-		if c.CertFile == "" {
-			add("certFile", "is required with socket")
-		}
-		if c.KeyFile == "" {
-			add("keyFile", "is required with socket")
-		}
-		seen := map[string]string{}
-		for _, f := range []struct{ key, path string }{{"certFile", c.CertFile}, {"keyFile", c.KeyFile}, {"bundleFile", c.BundleFile}, {"jwtBundleFile", c.JWTBundleFile}} {
-			if f.path == "" {
-				continue
-			}
-			if other, dup := seen[f.path]; dup {
-				add(f.key, "is the same file as %s", other)
-			}
-			seen[f.path] = f.key
-		}
+		errs = append(errs, c.validateSocket()...)
 	}
 	if len(c.Command) > 0 {
-		if c.Command[0] == "" {
-			add("command", "must name a program")
+		errs = append(errs, c.validateCommand()...)
+	}
+	errs = append(errs, c.validateWrite()...)
+	if c.Notify != nil {
+		errs = append(errs, cfg.Prefix("notify", c.Notify.validate()))
+	}
+	return errors.Join(errs...)
+}
+
+// validateSocket checks the keys of the Workload API way: an address and
+// the files to write, no two the same.
+func (c *Config) validateSocket() []error {
+	var errs []error
+	if err := workloadapi.ValidateAddress(c.Socket); err != nil {
+		errs = append(errs, cfg.Errorf("socket", "%v", err))
+	}
+	if c.CertFile == "" {
+		errs = append(errs, cfg.Errorf("certFile", "is required with socket"))
+	}
+	if c.KeyFile == "" {
+		errs = append(errs, cfg.Errorf("keyFile", "is required with socket"))
+	}
+	seen := map[string]string{}
+	for _, f := range []struct{ key, path string }{{"certFile", c.CertFile}, {"keyFile", c.KeyFile}, {"bundleFile", c.BundleFile}, {"jwtBundleFile", c.JWTBundleFile}} {
+		if f.path == "" {
+			continue
 		}
-		for _, k := range []struct{ key, v string }{{"certFile", c.CertFile}, {"keyFile", c.KeyFile}, {"bundleFile", c.BundleFile}, {"jwtBundleFile", c.JWTBundleFile}, {"spiffeID", c.SPIFFEID}} {
-			if k.v != "" {
-				add(k.key, "is only used with socket (the command writes its own files)")
-			}
+		if other, dup := seen[f.path]; dup {
+			errs = append(errs, cfg.Errorf(f.key, "is the same file as %s", other))
+		}
+		seen[f.path] = f.key
+	}
+	return errs
+}
+
+// validateCommand checks the command way: a program, and none of the
+// socket way's keys.
+func (c *Config) validateCommand() []error {
+	var errs []error
+	if c.Command[0] == "" {
+		errs = append(errs, cfg.Errorf("command", "must name a program"))
+	}
+	for _, k := range []struct{ key, v string }{{"certFile", c.CertFile}, {"keyFile", c.KeyFile}, {"bundleFile", c.BundleFile}, {"jwtBundleFile", c.JWTBundleFile}, {"spiffeID", c.SPIFFEID}} {
+		if k.v != "" {
+			errs = append(errs, cfg.Errorf(k.key, "is only used with socket (the command writes its own files)"))
 		}
 	}
+	return errs
+}
+
+// validateWrite checks the timeout and the file modes; the key must not
+// be readable by other users.
+func (c *Config) validateWrite() []error {
+	var errs []error
 	if c.Timeout <= 0 {
-		add("timeout", "must be greater than 0")
+		errs = append(errs, cfg.Errorf("timeout", "must be greater than 0"))
 	}
 	if _, err := parseMode(c.CertFileMode); err != nil {
-		add("certFileMode", "%v", err)
+		errs = append(errs, cfg.Errorf("certFileMode", "%v", err))
 	}
 	if m, err := parseMode(c.KeyFileMode); err != nil {
-		add("keyFileMode", "%v", err)
+		errs = append(errs, cfg.Errorf("keyFileMode", "%v", err))
 	} else if m&0o007 != 0 {
-		add("keyFileMode", "%s gives other users access to the private key", c.KeyFileMode)
+		errs = append(errs, cfg.Errorf("keyFileMode", "%s gives other users access to the private key", c.KeyFileMode))
 	}
-	if n := c.Notify; n != nil {
-		sel := 0
-		for _, s := range []string{n.Process, n.Cmdline, n.PidFile} {
-			if s != "" {
-				sel++
-			}
+	return errs
+}
+
+// validate checks notify: exactly one way to tell the consumer (a
+// process to signal, or exec), with paths relative to notify.
+func (n *Notify) validate() error {
+	var errs []error
+	add := func(path, f string, a ...any) { errs = append(errs, cfg.Errorf(path, f, a...)) }
+	sel := 0
+	for _, s := range []string{n.Process, n.Cmdline, n.PidFile} {
+		if s != "" {
+			sel++
 		}
-		switch {
-		case sel == 0 && len(n.Exec) == 0:
-			add("notify", "set one of process, cmdline or pidFile (with signal), or exec")
-		case sel > 0 && len(n.Exec) > 0:
-			add("notify", "set a process to signal or exec, not both")
-		case sel > 1:
-			add("notify", "set exactly one of process, cmdline or pidFile (%d set)", sel)
+	}
+	switch {
+	case sel == 0 && len(n.Exec) == 0:
+		add("", "set one of process, cmdline or pidFile (with signal), or exec")
+	case sel > 0 && len(n.Exec) > 0:
+		add("", "set a process to signal or exec, not both")
+	case sel > 1:
+		add("", "set exactly one of process, cmdline or pidFile (%d set)", sel)
+	}
+	if strings.Contains(n.Process, "/") {
+		add("process", "is the executable's base name, not a path: %q", n.Process)
+	}
+	if n.Cmdline != "" {
+		if _, err := regexp.Compile(n.Cmdline); err != nil {
+			add("cmdline", "invalid regular expression: %v", err)
 		}
-		if strings.Contains(n.Process, "/") {
-			add("notify.process", "is the executable's base name, not a path: %q", n.Process)
+	}
+	if len(n.Exec) > 0 && n.Exec[0] == "" {
+		add("exec", "must name a program")
+	}
+	if sel > 0 && n.Signal != "" {
+		if _, err := proc.ParseSignal(n.Signal); err != nil {
+			add("signal", "%v", err)
 		}
-		if n.Cmdline != "" {
-			if _, err := regexp.Compile(n.Cmdline); err != nil {
-				add("notify.cmdline", "invalid regular expression: %v", err)
-			}
-		}
-		if len(n.Exec) > 0 && n.Exec[0] == "" {
-			add("notify.exec", "must name a program")
-		}
-		if sel > 0 && n.Signal != "" {
-			if _, err := proc.ParseSignal(n.Signal); err != nil {
-				add("notify.signal", "%v", err)
-			}
-		}
-		if !proc.ValidScope(n.Scope) {
-			add("notify.scope", "must be %s or %s (or unset: %s when medic is in a pod), not %q", proc.ScopePod, proc.ScopeAny, proc.ScopePod, n.Scope)
-		} else if n.Scope != "" && len(n.Exec) > 0 {
-			add("notify.scope", "applies to a signal, not to exec")
-		}
+	}
+	if !proc.ValidScope(n.Scope) {
+		add("scope", "must be %s or %s (or unset: %s when medic is in a pod), not %q", proc.ScopePod, proc.ScopeAny, proc.ScopePod, n.Scope)
+	} else if n.Scope != "" && len(n.Exec) > 0 {
+		add("scope", "applies to a signal, not to exec")
 	}
 	return errors.Join(errs...)
 }

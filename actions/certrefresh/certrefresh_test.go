@@ -420,3 +420,33 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("no files: %v", err)
 	}
 }
+
+// Each check of the split Validate (the command way, the write settings,
+// notify) reports with its path.
+func TestConfigValidationEachCheck(t *testing.T) {
+	const sock = `socket: "unix:///a.sock", certFile: /c.pem, keyFile: /k.pem`
+	for doc, want := range map[string]string{
+		`{command: [""]}`:                                      "certRefresh.command: must name a program",
+		`{` + sock + `, timeout: 0s}`:                          "certRefresh.timeout: must be greater than 0",
+		`{` + sock + `, certFileMode: "rw"}`:                   "certRefresh.certFileMode: ",
+		`{` + sock + `, keyFileMode: "9"}`:                     "certRefresh.keyFileMode: ",
+		`{` + sock + `, notify: {signal: SIGHUP}}`:             "certRefresh.notify: set one of process, cmdline or pidFile (with signal), or exec",
+		`{` + sock + `, notify: {process: a, exec: [b]}}`:      "certRefresh.notify: set a process to signal or exec, not both",
+		`{` + sock + `, notify: {process: /usr/bin/a}}`:        `certRefresh.notify.process: is the executable's base name, not a path: "/usr/bin/a"`,
+		`{` + sock + `, notify: {cmdline: "a("}}`:              "certRefresh.notify.cmdline: invalid regular expression",
+		`{` + sock + `, notify: {exec: [""]}}`:                 "certRefresh.notify.exec: must name a program",
+		`{` + sock + `, notify: {process: a, scope: node}}`:    `certRefresh.notify.scope: must be pod or any (or unset: pod when medic is in a pod), not "node"`,
+		`{command: [x], spiffeID: "spiffe://example.org/a"}`:   "certRefresh.spiffeID: is only used with socket",
+		`{socket: "unix:///a.sock", certFile: /c.pem}`:         "certRefresh.keyFile: is required with socket",
+		`{` + sock + `, bundleFile: /c.pem}`:                   "certRefresh.bundleFile: is the same file as certFile",
+		`{` + sock + `, notify: {exec: [b], scope: pod}}`:      "certRefresh.notify.scope: applies to a signal, not to exec",
+		`{` + sock + `, notify: {pidFile: /p, signal: SIGNO}}`: `certRefresh.notify.signal: unknown signal "SIGNO"`,
+	} {
+		if _, err := decode(t, doc); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v\ndoes not contain %q", doc, err, want)
+		}
+	}
+	if _, err := decode(t, `{command: [x], notify: {exec: [y]}}`); err != nil {
+		t.Errorf("command with an exec notify: %v", err)
+	}
+}

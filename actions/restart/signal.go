@@ -163,31 +163,15 @@ type SignalAction struct {
 
 var _ actions.Action = (*SignalAction)(nil)
 
-// Run performs one restart attempt.
+// Run performs one restart attempt: find the agent, signal it, wait for
+// it to exit (SIGKILL after the grace period). A failure's short form is
+// the result's Message.
 func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.Result, error) {
 	var res actions.Result
-	sel, err := a.selector()
+	targets, err := a.find(&res)
 	if err != nil {
-		res.Message = err.Error()
-		return res, actions.Permanent(err)
+		return res, err
 	}
-	targets, err := proc.Find(a.root, sel)
-	switch {
-	case errors.Is(err, proc.ErrNoMatch):
-		res.Message = "agent not running"
-		return res, fmt.Errorf("agent not running: %w", err)
-	case err != nil:
-		// Protected match, foreign procfs, unreadable /proc: configuration
-		// or deployment problems that retrying cannot fix.
-		res.Message = err.Error()
-		return res, actions.Permanent(fmt.Errorf("find agent: %w", err))
-	}
-	if len(targets) > 1 && !a.all {
-		res.Message = fmt.Sprintf("%d processes match %s", len(targets), a.sel)
-		return res, actions.Permanent(fmt.Errorf("%d processes match %s: %s; narrow the selector or set all: true",
-			len(targets), a.sel, describe(targets)))
-	}
-
 	start := a.clk.Now()
 	res.Details = map[string]any{
 		"pids": pids(targets), "processes": names(targets), "signal": proc.SignalName(a.sig), "sigkill": false,
@@ -195,53 +179,13 @@ func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.R
 	if len(targets) == 1 {
 		res.Details["pid"] = targets[0].PID
 	}
-	var live []proc.Process
-	for _, p := range targets {
-		err := proc.Signal(a.root, p, a.sig)
-		switch {
-		case errors.Is(err, proc.ErrNotFound):
-			a.log.Info("agent exited before it was signalled", "pid", p.PID)
-		case errors.Is(err, syscall.EPERM):
-			res.Message = "permission denied"
-			return res, actions.Permanent(fmt.Errorf("%w (medic needs to see the agent — shareProcessNamespace or hostPID — and CAP_KILL, or the agent's user)", err))
-		case err != nil:
-			res.Message = err.Error()
-			return res, err
-		default:
-			live = append(live, p)
-		}
+	live, err := a.signal(&res, targets)
+	if err != nil {
+		return res, err
 	}
 	a.log.Info("signalled agent", "processes", describe(live), "signal", proc.SignalName(a.sig), "incident", inc.ID)
-
-	left, err := a.waitGone(ctx, live, a.grace)
-	if err != nil {
-		res.Message = fmt.Sprintf("sent %s; interrupted while waiting for exit", proc.SignalName(a.sig))
-		return res, fmt.Errorf("wait for %s to exit: %w", describe(live), err)
-	}
-	if len(left) > 0 {
-		res.Details["sigkill"] = true
-		a.log.Warn("agent still running after grace period; sending SIGKILL", "processes", describe(left), "grace", a.grace)
-		var killed []proc.Process
-		for _, p := range left {
-			err := proc.Signal(a.root, p, syscall.SIGKILL)
-			switch {
-			case errors.Is(err, proc.ErrNotFound):
-			case err != nil:
-				res.Message = err.Error()
-				return res, fmt.Errorf("after %s grace: %w", a.grace, err)
-			default:
-				killed = append(killed, p)
-			}
-		}
-		left, err = a.waitGone(ctx, killed, killWait)
-		if err != nil {
-			res.Message = "sent SIGKILL; interrupted while waiting for exit"
-			return res, fmt.Errorf("wait for %s to exit: %w", describe(killed), err)
-		}
-		if len(left) > 0 {
-			res.Message = fmt.Sprintf("%s still running %s after SIGKILL", describe(left), killWait)
-			return res, errors.New(res.Message + " (uninterruptible sleep?)")
-		}
+	if err := a.awaitExit(ctx, &res, live); err != nil {
+		return res, err
 	}
 	took := a.clk.Now().Sub(start)
 	res.Details["exitSeconds"] = took.Seconds()
@@ -251,6 +195,97 @@ func (a *SignalAction) Run(ctx context.Context, inc actions.Incident) (actions.R
 	}
 	res.Message = fmt.Sprintf("%s: %s; exited after %s", describe(targets), how, took.Round(time.Millisecond))
 	return res, nil
+}
+
+// find returns the processes to signal: those the selector matches in
+// scope, exactly one unless all is set.
+func (a *SignalAction) find(res *actions.Result) ([]proc.Process, error) {
+	sel, err := a.selector()
+	if err != nil {
+		res.Message = err.Error()
+		return nil, actions.Permanent(err)
+	}
+	targets, err := proc.Find(a.root, sel)
+	switch {
+	case errors.Is(err, proc.ErrNoMatch):
+		res.Message = "agent not running"
+		return nil, fmt.Errorf("agent not running: %w", err)
+	case err != nil:
+		// Protected match, foreign procfs, unreadable /proc: configuration
+		// or deployment problems that retrying cannot fix.
+		res.Message = err.Error()
+		return nil, actions.Permanent(fmt.Errorf("find agent: %w", err))
+	}
+	if len(targets) > 1 && !a.all {
+		res.Message = fmt.Sprintf("%d processes match %s", len(targets), a.sel)
+		return nil, actions.Permanent(fmt.Errorf("%d processes match %s: %s; narrow the selector or set all: true",
+			len(targets), a.sel, describe(targets)))
+	}
+	return targets, nil
+}
+
+// signal sends the configured signal to each target and returns those it
+// reached (a target that exited meanwhile is skipped).
+func (a *SignalAction) signal(res *actions.Result, targets []proc.Process) ([]proc.Process, error) {
+	var live []proc.Process
+	for _, p := range targets {
+		err := proc.Signal(a.root, p, a.sig)
+		switch {
+		case errors.Is(err, proc.ErrNotFound):
+			a.log.Info("agent exited before it was signalled", "pid", p.PID)
+		case errors.Is(err, syscall.EPERM):
+			res.Message = "permission denied"
+			return nil, actions.Permanent(fmt.Errorf("%w (medic needs to see the agent — shareProcessNamespace or hostPID — and CAP_KILL, or the agent's user)", err))
+		case err != nil:
+			res.Message = err.Error()
+			return nil, err
+		default:
+			live = append(live, p)
+		}
+	}
+	return live, nil
+}
+
+// awaitExit waits the grace period for live to exit, then SIGKILLs what
+// is left (Details "sigkill") and waits for that too.
+func (a *SignalAction) awaitExit(ctx context.Context, res *actions.Result, live []proc.Process) error {
+	left, err := a.waitGone(ctx, live, a.grace)
+	if err != nil {
+		res.Message = fmt.Sprintf("sent %s; interrupted while waiting for exit", proc.SignalName(a.sig))
+		return fmt.Errorf("wait for %s to exit: %w", describe(live), err)
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	res.Details["sigkill"] = true
+	a.log.Warn("agent still running after grace period; sending SIGKILL", "processes", describe(left), "grace", a.grace)
+	return a.kill(ctx, res, left)
+}
+
+// kill sends SIGKILL to left and waits killWait for them to be gone.
+func (a *SignalAction) kill(ctx context.Context, res *actions.Result, left []proc.Process) error {
+	var killed []proc.Process
+	for _, p := range left {
+		err := proc.Signal(a.root, p, syscall.SIGKILL)
+		switch {
+		case errors.Is(err, proc.ErrNotFound):
+		case err != nil:
+			res.Message = err.Error()
+			return fmt.Errorf("after %s grace: %w", a.grace, err)
+		default:
+			killed = append(killed, p)
+		}
+	}
+	left, err := a.waitGone(ctx, killed, killWait)
+	if err != nil {
+		res.Message = "sent SIGKILL; interrupted while waiting for exit"
+		return fmt.Errorf("wait for %s to exit: %w", describe(killed), err)
+	}
+	if len(left) > 0 {
+		res.Message = fmt.Sprintf("%s still running %s after SIGKILL", describe(left), killWait)
+		return errors.New(res.Message + " (uninterruptible sleep?)")
+	}
+	return nil
 }
 
 // selector is the configured selector, restricted to medic's pod unless

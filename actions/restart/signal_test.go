@@ -448,3 +448,43 @@ func TestSignalValidate(t *testing.T) {
 		})
 	}
 }
+
+// An attempt cancelled during the grace period (medic shutting down)
+// returns at once, says it was interrupted and sends no SIGKILL.
+func TestSignalInterruptedDuringGrace(t *testing.T) {
+	cmd := startAgent(t, fakeAgentExe(t), "ignore-term")
+	clk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := newSignal(t, clk, func(c *Config) {
+		c.Cmdline = regexp.QuoteMeta(agentName()) + " -test.run"
+		c.GracePeriod = cfg.Duration(15 * time.Second)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	type outcome struct {
+		res actions.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := a.Run(ctx, inc)
+		done <- outcome{res, err}
+	}()
+	if !clk.BlockUntil(1, 10*time.Second) {
+		t.Fatal("action never started its grace wait")
+	}
+	cancel()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result 10s after the cancel")
+	}
+	if !errors.Is(o.err, context.Canceled) || o.res.Message != "sent SIGTERM; interrupted while waiting for exit" {
+		t.Fatalf("err %v, message %q", o.err, o.res.Message)
+	}
+	if o.res.Details["sigkill"] != false {
+		t.Fatalf("details %v: SIGKILL after a cancel", o.res.Details)
+	}
+	if p, err := proc.Read("/proc", cmd.Process.Pid); err != nil || p.Zombie() {
+		t.Fatalf("the agent did not outlive the cancelled attempt: %v", err)
+	}
+}

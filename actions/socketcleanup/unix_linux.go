@@ -100,8 +100,8 @@ func (a *Action) cleanOne(rep *report, p string, allowed []string, dryRun bool) 
 		}
 		return
 	}
-	if kind := fileKind(st.Mode); kind != "socket" {
-		rep.skip(p, kind+", not a socket")
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		rep.skip(p, fileKind(st.Mode)+", not a socket")
 		return
 	}
 	changed := time.Unix(st.Ctim.Unix())
@@ -125,7 +125,7 @@ func (a *Action) cleanOne(rep *report, p string, allowed []string, dryRun bool) 
 	// socket must still refuse connections.
 	var again unix.Stat_t
 	if err := unix.Fstatat(dfd, base, &again, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
-		again.Dev != st.Dev || again.Ino != st.Ino || again.Ctim != st.Ctim || fileKind(again.Mode) != "socket" {
+		again.Dev != st.Dev || again.Ino != st.Ino || again.Ctim != st.Ctim || again.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		rep.skip(p, "replaced while being checked; left alone")
 		return
 	}

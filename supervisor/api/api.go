@@ -583,7 +583,7 @@ func toRule(rs rules.RuleStatus) any {
 	}
 	forD, _ := time.ParseDuration(rs.For)
 	keep, _ := time.ParseDuration(rs.KeepFiringFor)
-	ru := rule{State: "inactive", Name: rs.Alert, Query: rs.Expr, Duration: forD.Seconds(), KeepFiringFor: keep.Seconds(),
+	ru := rule{State: rules.StateInactive.String(), Name: rs.Alert, Query: rs.Expr, Duration: forD.Seconds(), KeepFiringFor: keep.Seconds(),
 		Labels: lbls, Annotations: rs.Annotations, Alerts: []alert{}, Health: rs.Health, LastError: rs.Error,
 		EvaluationTime: rs.EvalSeconds, LastEvaluation: rs.LastEval, Type: "alerting"}
 	if ru.Annotations == nil {
@@ -591,7 +591,7 @@ func toRule(rs rules.RuleStatus) any {
 	}
 	for _, al := range rs.Active {
 		ru.Alerts = append(ru.Alerts, toAlert(al))
-		if al.State == rules.StateFiring || al.State == rules.StatePending && ru.State == "inactive" {
+		if al.State == rules.StateFiring || al.State == rules.StatePending && ru.State == rules.StateInactive.String() {
 			ru.State = al.State.String()
 		}
 	}

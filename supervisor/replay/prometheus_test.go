@@ -25,6 +25,7 @@ import (
 	_ "github.com/medic-sidecar/medic/supervisor/builtin"
 	"github.com/medic-sidecar/medic/supervisor/config"
 	"github.com/medic-sidecar/medic/supervisor/remedy"
+	"github.com/medic-sidecar/medic/supervisor/rules"
 )
 
 // need returns the path of a Debian prometheus binary; missing, the test
@@ -316,7 +317,7 @@ func TestReplaySPIREOutageFromPrometheus(t *testing.T) {
 	found := false
 	for _, a := range rep.Alerts {
 		if a.Alert == "SPIREAgentSyncFailures" && a.Labels["status"] == "Unavailable" {
-			found = len(a.Spans) >= 2 && a.Spans[0].State == "pending" && a.Spans[1].State == "firing"
+			found = len(a.Spans) >= 2 && a.Spans[0].State == rules.StatePending && a.Spans[1].State == rules.StateFiring
 		}
 	}
 	if !found || !strings.Contains(text.String(), "alerts without a remediation ladder") {

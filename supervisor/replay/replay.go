@@ -49,9 +49,9 @@ type Options struct {
 
 // Span is a period an alert instance spent in one state.
 type Span struct {
-	State string    `json:"state"` // pending | firing
-	From  time.Time `json:"from"`
-	To    time.Time `json:"to,omitzero"` // zero: still so at the end
+	State rules.AlertState `json:"state"` // pending | firing
+	From  time.Time        `json:"from"`
+	To    time.Time        `json:"to,omitzero"` // zero: still so at the end
 }
 
 // AlertTimeline is one alert instance's states over the replay.
@@ -244,7 +244,7 @@ func track(tl map[string]*AlertTimeline, tr rules.Transition) {
 		t.Spans[n-1].To = tr.At
 	}
 	if tr.To != rules.StateInactive {
-		t.Spans = append(t.Spans, Span{State: tr.To.String(), From: tr.At})
+		t.Spans = append(t.Spans, Span{State: tr.To, From: tr.At})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/supervisor/remedy"
+	"github.com/medic-sidecar/medic/supervisor/rules"
 )
 
 // WriteJSON writes the report as JSON.
@@ -121,7 +122,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			firing := 0
 			var total time.Duration
 			for _, sp := range a.Spans {
-				if sp.State == "firing" {
+				if sp.State == rules.StateFiring {
 					firing++
 					end := sp.To
 					if end.IsZero() {
@@ -200,7 +201,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			if end.IsZero() {
 				end = r.To
 			}
-			d.Rects = append(d.Rects, svgRect{X: x(sp.From), Y: y + 4, W: max(1, x(end)-x(sp.From)), H: svgRow - 8, Class: sp.State,
+			d.Rects = append(d.Rects, svgRect{X: x(sp.From), Y: y + 4, W: max(1, x(end)-x(sp.From)), H: svgRow - 8, Class: sp.State.String(),
 				Title: fmt.Sprintf("%s %s → %s", sp.State, ts(sp.From), ts(end))})
 		}
 		for _, inc := range r.Incidents {

@@ -87,6 +87,12 @@ const (
 	numReasons
 )
 
+// The outcomes report tells apart besides the failure reasons.
+const (
+	outcomeNone = numReasons + iota // no scrape reported yet
+	outcomeOK                       // the scrape succeeded
+)
+
 var reasonNames = [numReasons]string{"connect", "timeout", "tls", "http_status", "body_size", "read", "parse", "sample_limit",
 	"label_limit", "redirect"}
 
@@ -175,7 +181,7 @@ type Probe struct {
 	failOwn               [numReasons]own
 	failures              [numReasons]float64
 
-	state  string // "" before the first scrape, "ok", or a failure reason
+	state  Reason // the outcome last reported: outcomeNone, outcomeOK or a failure reason
 	failed int    // consecutive failed scrapes
 	warns  int
 }
@@ -208,6 +214,7 @@ func New(c Config, env probe.Env) (*Probe, error) {
 		up:       newOwn(MetricUp),
 		duration: newOwn(MetricDuration),
 		samples:  newOwn(MetricSamples),
+		state:    outcomeNone,
 	}
 	p.log = p.log.With("url", p.url) // the supervisor's logger already carries probe=<name>
 	for r := range numReasons {
@@ -298,15 +305,15 @@ func (p *Probe) cycle(ctx context.Context, app probe.Appender, now time.Time) {
 
 // report logs once per change of state, never every tick.
 func (p *Probe) report(n, warns int, err *Error) {
-	state := "ok"
+	state := outcomeOK
 	if err != nil {
-		state = err.Reason.String()
+		state = err.Reason
 	}
 	if state != p.state {
 		switch {
 		case err != nil:
-			p.log.Warn("scrape failed; page samples are stale until it recovers", "reason", state, "err", err.Err)
-		case p.state == "":
+			p.log.Warn("scrape failed; page samples are stale until it recovers", "reason", state.String(), "err", err.Err)
+		case p.state == outcomeNone:
 			p.log.Info("scrape ok", "samples", n)
 		default:
 			p.log.Info("scrape recovered", "samples", n, "failedScrapes", p.failed)
@@ -488,23 +495,33 @@ func (p *Probe) check(b []byte, ct string) (warns int, perr *Error) {
 		warns |= warnContentType
 	}
 	p.gen++
-	// Forget series that did not appear this time, so the set stays the
-	// size of the page.
-	defer func() {
-		if len(p.seen) > len(p.recs) {
-			for h, g := range p.seen {
-				if g != p.gen {
-					delete(p.seen, h)
-				}
-			}
+	defer p.forgetUnseen()
+	w, perr := p.readEntries(par)
+	return warns | w, perr
+}
+
+// forgetUnseen drops the series that did not appear in this scrape, so
+// the set of seen series stays the size of the page.
+func (p *Probe) forgetUnseen() {
+	if len(p.seen) <= len(p.recs) {
+		return
+	}
+	for h, g := range p.seen {
+		if g != p.gen {
+			delete(p.seen, h)
 		}
-	}()
+	}
+}
+
+// readEntries reads the page's entries and records its series, in page
+// order; ord counts series entries, repeats included.
+func (p *Probe) readEntries(par textparse.Parser) (warns int, perr *Error) {
 	var lset labels.Labels
 	var family []byte // name of the current counter family, nil when not a counter
 	for ord := 0; ; {
 		e, err := par.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return warns, nil
 		}
 		if err != nil {
 			return 0, fail(ReasonParse, "%w", err)
@@ -516,41 +533,49 @@ func (p *Probe) check(b []byte, ct string) (warns int, perr *Error) {
 			if typ == model.MetricTypeCounter {
 				family = append(family, name...)
 			}
-			continue
-		case textparse.EntrySeries:
 		case textparse.EntryHistogram:
 			warns |= warnHistograms
-			continue
-		default:
-			continue
-		}
-		series, _, v := par.Series()
-		h := maphash.Bytes(p.seed, series)
-		switch g, known := p.seen[h]; {
-		case known && g == p.gen:
-			warns |= warnDuplicates
+		case textparse.EntrySeries:
+			dup, perr := p.recordSeries(par, ord, family, &lset)
+			if perr != nil {
+				return 0, perr
+			}
+			if dup {
+				warns |= warnDuplicates
+			}
 			ord++
-			continue
-		case !known:
-			par.Labels(&lset)
-			if err := validate(lset); err != nil {
-				return 0, fail(ReasonParse, "series %s: %w", abbrev(series), err)
+			if p.c.SampleLimit > 0 && len(p.recs) > p.c.SampleLimit {
+				return 0, fail(ReasonSampleLimit, "page has more than sampleLimit (%d) samples", p.c.SampleLimit)
 			}
-			if err := p.c.checkLabelLimits(lset); err != nil {
-				return 0, fail(ReasonLabelLimit, "series %s: %w", abbrev(series), err)
-			}
-		}
-		p.seen[h] = p.gen
-		off := len(p.keys)
-		p.keys = append(p.keys, series...)
-		p.recs = append(p.recs, record{off: off, end: len(p.keys), ord: ord, v: v,
-			counter: len(family) > 0 && bytes.HasPrefix(series, family) && !isCreated(series)})
-		ord++
-		if p.c.SampleLimit > 0 && len(p.recs) > p.c.SampleLimit {
-			return 0, fail(ReasonSampleLimit, "page has more than sampleLimit (%d) samples", p.c.SampleLimit)
 		}
 	}
-	return warns, nil
+}
+
+// recordSeries records the series entry par is at as the page's ord-th;
+// dup reports a repeat of a series already recorded from this page (the
+// first wins). Labels are built and checked only for a series not seen in
+// the previous scrape; lset is reused.
+func (p *Probe) recordSeries(par textparse.Parser, ord int, family []byte, lset *labels.Labels) (dup bool, perr *Error) {
+	series, _, v := par.Series()
+	h := maphash.Bytes(p.seed, series)
+	switch g, known := p.seen[h]; {
+	case known && g == p.gen:
+		return true, nil
+	case !known:
+		par.Labels(lset)
+		if err := validate(*lset); err != nil {
+			return false, fail(ReasonParse, "series %s: %w", abbrev(series), err)
+		}
+		if err := p.c.checkLabelLimits(*lset); err != nil {
+			return false, fail(ReasonLabelLimit, "series %s: %w", abbrev(series), err)
+		}
+	}
+	p.seen[h] = p.gen
+	off := len(p.keys)
+	p.keys = append(p.keys, series...)
+	p.recs = append(p.recs, record{off: off, end: len(p.keys), ord: ord, v: v,
+		counter: len(family) > 0 && bytes.HasPrefix(series, family) && !isCreated(series)})
+	return false, nil
 }
 
 func validate(l labels.Labels) error {
