@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/medic-sidecar/medic/internal/cfg"
 	"github.com/medic-sidecar/medic/plugins"
 	"github.com/medic-sidecar/medic/supervisor/config"
 )
@@ -65,20 +64,14 @@ func cmdPluginValidate(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	logger, err := lf.logger(stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return errUsage
+		return err
 	}
 	c, err := loadConfig(*path, stderr)
 	if err != nil {
 		return err
 	}
 	if err := validatePlugins(ctx, c, logger); err != nil {
-		problems := cfg.Sorted(err)
-		fmt.Fprintf(stderr, "%s: %d plugin problem(s):\n", *path, len(problems))
-		for _, p := range problems {
-			fmt.Fprintf(stderr, "  %v\n", p)
-		}
-		return exitCode(exitUsage)
+		return problems(stderr, *path, "plugin ", err)
 	}
 	fmt.Fprintf(stdout, "%s: plugins valid (%d plugins)\n", *path, len(c.Plugins))
 	return nil
@@ -130,8 +123,7 @@ func cmdPluginInfo(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	logger, err := lf.logger(stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return errUsage
+		return err
 	}
 	in, err := plugins.Inspect(ctx, fs.Arg(0), *startTimeout, logger)
 	if err != nil {

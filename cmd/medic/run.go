@@ -40,10 +40,13 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
 }
 
+// logger is the logger the flags ask for, writing to w; a bad flag is
+// said on w and is a usage error.
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		fmt.Fprintf(w, "--log-level: %v\n", err)
+		return nil, errUsage
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch l.format {
@@ -52,7 +55,8 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format must be json or text, not %q", l.format)
+	fmt.Fprintf(w, "--log-format must be json or text, not %q\n", l.format)
+	return nil, errUsage
 }
 
 // newFlagSet returns a flag set that prints errors and usage (with the
@@ -118,12 +122,18 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 		}
 		return c, nil
 	}
-	problems := cfg.Sorted(err)
-	fmt.Fprintf(stderr, "%s: %d problem(s):\n", path, len(problems))
-	for _, p := range problems {
-		fmt.Fprintf(stderr, "  %v\n", p)
+	return nil, problems(stderr, path, "", err)
+}
+
+// problems lists every problem in err on w, each with its path, under
+// "FILE: N [what ]problem(s):", and is the usage exit.
+func problems(w io.Writer, file, what string, err error) error {
+	ps := cfg.Sorted(err)
+	fmt.Fprintf(w, "%s: %d %sproblem(s):\n", file, len(ps), what)
+	for _, p := range ps {
+		fmt.Fprintf(w, "  %v\n", p)
 	}
-	return nil, exitCode(exitUsage)
+	return exitCode(exitUsage)
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -138,8 +148,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger, err := lf.logger(stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return errUsage
+		return err
 	}
 	c, err := loadConfig(*path, stderr)
 	if err != nil {
@@ -194,12 +203,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	// Plugin binaries (sha256) and each plugin's own check of its actions' config.
 	if err := validatePlugins(ctx, c, slog.New(slog.DiscardHandler)); err != nil {
-		problems := cfg.Sorted(err)
-		fmt.Fprintf(stderr, "%s: %d problem(s):\n", *path, len(problems))
-		for _, p := range problems {
-			fmt.Fprintf(stderr, "  %v\n", p)
-		}
-		return exitCode(exitUsage)
+		return problems(stderr, *path, "", err)
 	}
 	for _, w := range ruleWarnings(c) {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
