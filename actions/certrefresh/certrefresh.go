@@ -288,16 +288,9 @@ func New(c Config, env actions.Env) (*Action, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Action{c: c, clk: env.Clock, log: env.Logger, self: "self", podUID: os.Getenv(proc.EnvPodUID)}
+	a := &Action{c: c, clk: env.ClockOrReal(), log: env.Log(Kind), self: "self", podUID: os.Getenv(proc.EnvPodUID)}
 	a.certMode, _ = parseMode(c.CertFileMode)
 	a.keyMode, _ = parseMode(c.KeyFileMode)
-	if a.clk == nil {
-		a.clk = clock.Real{}
-	}
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
-	}
-	a.log = a.log.With("action", env.Name)
 	if c.Notify != nil {
 		n := *c.Notify
 		if n.Signal == "" {

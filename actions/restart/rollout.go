@@ -60,10 +60,7 @@ func validateRollout(c *Config) error {
 }
 
 func buildRollout(c *Config, env actions.Env) (actions.Action, error) {
-	r := &rolloutRestart{clock: env.Clock}
-	if r.clock == nil {
-		r.clock = clock.Real{}
-	}
+	r := &rolloutRestart{clock: env.ClockOrReal()}
 	if c.WorkloadName != "" {
 		k := env.Kube
 		if k == nil || k.Client == nil {

@@ -127,18 +127,10 @@ func buildSignal(c *Config, env actions.Env) (actions.Action, error) {
 	if c.Cmdline != "" {
 		sel.Cmdline = regexp.MustCompile(c.Cmdline)
 	}
-	clk := env.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &SignalAction{
 		sel: sel, sig: sig, grace: c.GracePeriod.D(), all: c.All, root: c.ProcRoot,
 		scope: c.Scope, podUID: os.Getenv(EnvPodUID), self: "self",
-		clk: clk, log: log.With("action", env.Name, "mode", ModeSignal),
+		clk: env.ClockOrReal(), log: env.Log(Kind).With("mode", ModeSignal),
 	}, nil
 }
 
