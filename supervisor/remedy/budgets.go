@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/atomicfile"
+	"github.com/medic-sidecar/medic/internal/statefile"
 )
 
 // budgetsVersion is the format of budgets.json this medic reads and writes.
@@ -67,16 +67,10 @@ func OpenBudgets(path string, now time.Time, log *slog.Logger) *Budgets {
 	if path == "" {
 		return b
 	}
-	data, err := os.ReadFile(path)
+	var f budgetFile
+	data, err := statefile.Load(path, budgetsVersion, &f)
 	if errors.Is(err, fs.ErrNotExist) {
 		return b
-	}
-	var f budgetFile
-	if err == nil {
-		err = json.Unmarshal(data, &f)
-		if err == nil && f.Version != budgetsVersion {
-			err = fmt.Errorf("unknown version %d (this medic reads version %d; was it written by another medic release?)", f.Version, budgetsVersion)
-		}
 	}
 	if err != nil {
 		b.lose(now, data, err, log)
@@ -111,14 +105,15 @@ func OpenBudgets(path string, now time.Time, log *slog.Logger) *Budgets {
 // record that says when it was lost, and treat every budget as spent.
 func (b *Budgets) lose(now time.Time, data []byte, cause error, log *slog.Logger) {
 	b.lostAt = now
-	aside := fmt.Sprintf("%s.corrupt-%s", b.path, now.UTC().Format("20060102T150405Z"))
+	aside := ""
 	b.problem = fmt.Sprintf("budgets.json unusable (%v); every budget counts as spent for one window from %s",
 		cause, now.UTC().Format(time.RFC3339))
 	// Move aside by copying first: if the copy or the new record cannot be
 	// written, the bad file stays where it is, so the next start finds it
 	// again and again treats the budgets as spent.
 	if data != nil {
-		if err := atomicfile.Write(aside, data, 0o600); err != nil {
+		var err error
+		if aside, err = statefile.MoveAside(b.path, data, now); err != nil {
 			b.problem += fmt.Sprintf("; could not move it aside (%v)", err)
 			log.Error("budgets unusable; treating every budget as spent", "path", b.path, "err", cause, "moveAsideErr", err)
 			return

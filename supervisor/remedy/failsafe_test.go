@@ -300,7 +300,7 @@ func TestIncidentsOfUnknownVersionAreMovedAsideAndNoted(t *testing.T) {
 	if len(got) != 0 || len(notes) != 1 || !strings.Contains(notes[0].Message, "unknown version 2") {
 		t.Fatalf("loaded %v, notes %v", got, notes)
 	}
-	if _, err := os.Stat(path + ".corrupt"); err != nil {
+	if aside, _ := filepath.Glob(path + ".corrupt-20261122T040000Z"); len(aside) != 1 {
 		t.Fatal("not moved aside")
 	}
 }

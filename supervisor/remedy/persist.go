@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medic-sidecar/medic/internal/atomicfile"
+	"github.com/medic-sidecar/medic/internal/statefile"
 )
 
 // savedIncident is an open incident as persisted in stateDir/incidents.json.
@@ -49,22 +50,16 @@ func loadIncidents(path string, log *slog.Logger, state *StateHealth, now time.T
 	if path == "" {
 		return out
 	}
-	b, err := os.ReadFile(path)
+	var f incidentFile
+	data, err := statefile.Load(path, incidentsVersion, &f)
 	if errors.Is(err, fs.ErrNotExist) {
 		return out
 	}
-	var f incidentFile
-	if err == nil {
-		err = json.Unmarshal(b, &f)
-	}
-	if err == nil && f.Version != incidentsVersion {
-		err = fmt.Errorf("unknown version %d (this medic reads version %d; was it written by another medic release?)", f.Version, incidentsVersion)
-	}
 	if err != nil {
-		bad := path + ".corrupt"
 		msg := fmt.Sprintf("incidents.json unusable (%v); starting without the open incidents it held", err)
-		if rerr := os.Rename(path, bad); rerr != nil {
-			msg += fmt.Sprintf("; could not move it aside: %v", rerr)
+		bad, aerr := moveIncidentsAside(path, data, now)
+		if aerr != nil {
+			msg += fmt.Sprintf("; could not move it aside: %v", aerr)
 		} else {
 			msg += "; moved to " + bad
 		}
@@ -81,6 +76,17 @@ func loadIncidents(path string, log *slog.Logger, state *StateHealth, now time.T
 		log.Info("incidents restored from the state dir; each resumes when its alert fires again", "count", len(out), "path", path)
 	}
 	return out
+}
+
+// moveIncidentsAside keeps an unusable incidents.json aside and removes
+// it: the incidents it held are given up, and the next save starts a new
+// file.
+func moveIncidentsAside(path string, data []byte, now time.Time) (string, error) {
+	bad, err := statefile.MoveAside(path, data, now)
+	if err != nil || data == nil {
+		return bad, err
+	}
+	return bad, os.Remove(path)
 }
 
 // save writes the open incidents (and restored ones not yet claimed) to

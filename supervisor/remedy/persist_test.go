@@ -227,7 +227,14 @@ func TestCorruptStateFileIsMovedAside(t *testing.T) {
 	if len(e.core.restored) != 0 {
 		t.Fatal("restored from garbage")
 	}
-	if _, err := os.Stat(path + ".corrupt"); err != nil {
-		t.Fatalf("corrupt file not kept aside: %v", err)
+	aside, _ := filepath.Glob(path + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("corrupt file not kept aside: %v", aside)
+	}
+	if b, err := os.ReadFile(aside[0]); err != nil || string(b) != "{not json" {
+		t.Fatalf("aside holds %q (%v)", b, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the corrupt file is still in place: %v", err)
 	}
 }
