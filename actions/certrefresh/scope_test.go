@@ -3,17 +3,14 @@ package certrefresh
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
+	"github.com/medic-sidecar/medic/internal/proc/proctest"
 )
 
 // In the SPIRE chart's hostPID agent pod, medic sees every process of the
@@ -21,58 +18,14 @@ import (
 // restart's signal mode does. Real processes in real cgroups laid out like
 // the kubelet's (/kubepods/besteffort/pod<UID>/<container>).
 func TestNotifySignalsOnlyTheConsumerOfItsOwnPod(t *testing.T) {
-	base := ""
-	for _, d := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err == nil {
-			base = d
-			break
-		}
-	}
-	top := filepath.Join(base, fmt.Sprintf("medic-certrefresh-%d-%d", os.Getpid(), rand.IntN(1e6)))
-	if base == "" || os.Mkdir(top, 0o755) != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no writable cgroup hierarchy (need root and /sys/fs/cgroup)")
-		}
-		t.Skip("no writable cgroup hierarchy (need root)")
-	}
-	var dirs []string
-	t.Cleanup(func() {
-		for i := len(dirs) - 1; i >= 0; i-- {
-			for range 100 {
-				if os.Remove(dirs[i]) == nil || os.IsNotExist(os.Remove(dirs[i])) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		os.Remove(top)
-	})
-	join := func(dir string, pid int) {
-		t.Helper()
-		for _, d := range []string{filepath.Dir(filepath.Dir(dir)), filepath.Dir(dir), dir} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			dirs = append(dirs, d)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cg := proctest.NewCgroups(t, "certrefresh")
 	const uidA, uidB = "0b6c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3", "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"
-	podA := filepath.Join(top, "kubepods", "besteffort", "pod"+uidA)
-	podB := filepath.Join(top, "kubepods", "besteffort", "pod"+uidB)
-
-	medic := exec.Command("sleep", "300") // medic's stand-in: its cgroup places "medic" in pod A
-	if err := medic.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { medic.Process.Kill(); medic.Wait() })
-	join(filepath.Join(podA, "medic0001"), medic.Process.Pid)
+	// medic's stand-in: its cgroup places "medic" in pod A.
+	medic := proctest.Start(t, cg.Container(uidA, "medic0001"), exec.Command("sleep", "300"))
 	recA, consA := startConsumer(t, "")
-	join(filepath.Join(podA, "consumer0001"), consA.Process.Pid)
+	proctest.Join(t, cg.Container(uidA, "consumer0001"), consA.Process.Pid)
 	recB, consB := startConsumer(t, "")
-	join(filepath.Join(podB, "consumer0002"), consB.Process.Pid)
+	proctest.Join(t, cg.Container(uidB, "consumer0002"), consB.Process.Pid)
 
 	notify := func(scope, podUID string) (string, error) {
 		a := build(t, clock.Real{}, fmt.Sprintf(`{socket: unix:///nowhere.sock, certFile: /c.pem, keyFile: /k.pem,

@@ -3,11 +3,8 @@ package restart
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +13,7 @@ import (
 	"github.com/medic-sidecar/medic/actions"
 	"github.com/medic-sidecar/medic/internal/clock"
 	"github.com/medic-sidecar/medic/internal/proc"
+	"github.com/medic-sidecar/medic/internal/proc/proctest"
 )
 
 // The SPIRE chart's agent pod is hostPID: medic sees every process of the
@@ -28,68 +26,8 @@ const (
 	scopeUIDB = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
 )
 
-// testCgroupBase returns a writable cgroup hierarchy (v1 pids controller or
-// the v2 root); skips without one, fails in CI.
-func testCgroupBase(t *testing.T) string {
-	t.Helper()
-	for _, d := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
-			continue
-		}
-		probe := filepath.Join(d, fmt.Sprintf("medic-probe-%d", os.Getpid()))
-		if err := os.Mkdir(probe, 0o755); err != nil {
-			continue
-		}
-		os.Remove(probe)
-		return d
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no writable cgroup hierarchy (need root and /sys/fs/cgroup)")
-	}
-	t.Skip("no writable cgroup hierarchy (need root)")
-	return ""
-}
-
-// podProcess starts exe (a fake agent or sleep) in cgroup dir.
-func podProcess(t *testing.T, dir string, cmd *exec.Cmd) *exec.Cmd {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return cmd
-}
-
-func removeTestCgroups(t *testing.T, top string) {
-	var dirs []string
-	filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		for range 100 {
-			if os.Remove(dirs[i]) == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 func TestSignalPicksOnlyTheAgentOfItsOwnPod(t *testing.T) {
-	base := testCgroupBase(t)
-	top := filepath.Join(base, fmt.Sprintf("medic-restart-%d-%d", os.Getpid(), rand.IntN(1e6)))
-	t.Cleanup(func() { removeTestCgroups(t, top) })
-	podA := filepath.Join(top, "kubepods", "besteffort", "pod"+scopeUIDA)
-	podB := filepath.Join(top, "kubepods", "besteffort", "pod"+scopeUIDB)
+	cg := proctest.NewCgroups(t, "restart")
 
 	exe := fakeAgentExe(t)
 	agentCmd := func() *exec.Cmd {
@@ -99,9 +37,9 @@ func TestSignalPicksOnlyTheAgentOfItsOwnPod(t *testing.T) {
 	}
 	// medic's stand-in: its /proc/PID/cgroup is what /proc/self/cgroup
 	// reads in the real pod.
-	medic := podProcess(t, filepath.Join(podA, "medic0001"), exec.Command("sleep", "300"))
-	mine := podProcess(t, filepath.Join(podA, "agent0001"), agentCmd())
-	other := podProcess(t, filepath.Join(podB, "agent0002"), agentCmd())
+	medic := proctest.Start(t, cg.Container(scopeUIDA, "medic0001"), exec.Command("sleep", "300"))
+	mine := proctest.Start(t, cg.Container(scopeUIDA, "agent0001"), agentCmd())
+	other := proctest.Start(t, cg.Container(scopeUIDB, "agent0002"), agentCmd())
 	for _, c := range []*exec.Cmd{mine, other} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {

@@ -21,6 +21,7 @@ var testOnly = []string{
 	"github.com/medic-sidecar/medic/internal/nodee2e",
 	"github.com/medic-sidecar/medic/plugins/internal/testplugins",
 	"github.com/medic-sidecar/medic/supervisor/probe/internal/probetest",
+	"github.com/medic-sidecar/medic/internal/proc/proctest",
 }
 
 // layers are the binary's packages top-down, as docs/architecture.md

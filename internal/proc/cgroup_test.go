@@ -3,7 +3,6 @@ package proc
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/medic-sidecar/medic/internal/proc/proctest"
 )
 
 const (
@@ -156,56 +157,11 @@ func TestParseCgroups(t *testing.T) {
 	}
 }
 
-// cgroupRoot returns a writable cgroup hierarchy to create test cgroups in:
-// the v1 pids controller, or the v2 root. Skips without one (not root),
-// fails in CI.
-func cgroupRoot(t *testing.T) string {
-	t.Helper()
-	for _, d := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
-			continue
-		}
-		probe := filepath.Join(d, fmt.Sprintf("medic-probe-%d", os.Getpid()))
-		if err := os.Mkdir(probe, 0o755); err != nil {
-			continue
-		}
-		os.Remove(probe)
-		return d
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no writable cgroup hierarchy (need root and /sys/fs/cgroup)")
-	}
-	t.Skip("no writable cgroup hierarchy (need root)")
-	return ""
-}
-
-// inCgroup starts a copy of sleep named name in a new cgroup dir (created
-// under base) and returns it.
-func inCgroup(t *testing.T, bin, dir string) *exec.Cmd {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "300")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return cmd
-}
-
 // TestFindInOwnPodWithRealCgroups runs two real processes named spire-agent
 // in two pod cgroups laid out as the kubelet's cgroupfs driver does, and a
 // medic stand-in in the first pod: only the first pod's agent is found.
 func TestFindInOwnPodWithRealCgroups(t *testing.T) {
-	base := cgroupRoot(t)
-	top := filepath.Join(base, fmt.Sprintf("medic-test-%d-%d", os.Getpid(), rand.IntN(1e6)))
-	t.Cleanup(func() { removeCgroups(t, top) })
-	podA := filepath.Join(top, "kubepods", "besteffort", "pod"+uidA)
-	podB := filepath.Join(top, "kubepods", "besteffort", "pod"+uidB)
+	cg := proctest.NewCgroups(t, "test")
 
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
@@ -219,9 +175,9 @@ func TestFindInOwnPodWithRealCgroups(t *testing.T) {
 	if err := os.WriteFile(agent, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	medic := inCgroup(t, sleep, filepath.Join(podA, "medic0001"))
-	mine := inCgroup(t, agent, filepath.Join(podA, "agent0001"))
-	other := inCgroup(t, agent, filepath.Join(podB, "agent0002"))
+	medic := proctest.Start(t, cg.Container(uidA, "medic0001"), exec.Command(sleep, "300"))
+	mine := proctest.Start(t, cg.Container(uidA, "agent0001"), exec.Command(agent, "300"))
+	other := proctest.Start(t, cg.Container(uidB, "agent0002"), exec.Command(agent, "300"))
 	// Give the exec a moment to replace the forked image (exe link).
 	waitExe(t, mine.Process.Pid, agent)
 	waitExe(t, other.Process.Pid, agent)
@@ -272,28 +228,4 @@ func waitExe(t *testing.T, pid int, exe string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("pid %d never became %s", pid, exe)
-}
-
-// removeCgroups removes a test cgroup tree, deepest first (processes are
-// killed by then; rmdir waits for the kernel to let go of them).
-func removeCgroups(t *testing.T, top string) {
-	var dirs []string
-	filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		var err error
-		for range 100 {
-			if err = os.Remove(dirs[i]); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	}
 }
