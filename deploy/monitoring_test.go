@@ -25,6 +25,7 @@ type promRule struct {
 			Name  string `yaml:"name"`
 			Rules []struct {
 				Alert       string            `yaml:"alert"`
+				Record      string            `yaml:"record"`
 				Expr        string            `yaml:"expr"`
 				For         string            `yaml:"for"`
 				Labels      map[string]string `yaml:"labels"`
@@ -35,6 +36,9 @@ type promRule struct {
 }
 
 var medicMetricRe = regexp.MustCompile(`"(medic_[a-z0-9_]+)"`)
+
+// recordRe is a recording rule's name: level:metric:operations.
+var recordRe = regexp.MustCompile(`^[a-z_]+:medic_[a-z0-9_]+:[a-z0-9_]+$`)
 
 // exportedMetrics collects every "medic_…" string literal in medic's
 // non-test Go sources: the names medic can export.
@@ -92,7 +96,13 @@ func TestPrometheusRuleOnMedic(t *testing.T) {
 	for _, g := range pr.Spec.Groups {
 		for _, r := range g.Rules {
 			n++
-			if r.Alert == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
+			switch {
+			case r.Record != "":
+				if r.Alert != "" || !recordRe.MatchString(r.Record) {
+					t.Errorf("recording rule %q: want a name level:medic_…:operations and no alert", r.Record)
+				}
+				r.Alert = r.Record // for the messages below
+			case r.Alert == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "":
 				t.Errorf("%s: alert, labels.severity and annotations.summary are required", r.Alert)
 			}
 			expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)

@@ -38,6 +38,10 @@ type promtoolTests struct {
 			Alertname string           `yaml:"alertname"`
 			ExpAlerts []map[string]any `yaml:"exp_alerts"`
 		} `yaml:"alert_rule_test"`
+		PromqlExprTest []struct {
+			Expr       string           `yaml:"expr"`
+			ExpSamples []map[string]any `yaml:"exp_samples"`
+		} `yaml:"promql_expr_test"`
 	} `yaml:"tests"`
 }
 
@@ -102,9 +106,21 @@ func TestPromtoolEveryAlertFires(t *testing.T) {
 			}
 		}
 	}
+	// A recording rule needs a test in which its series has a sample.
+	recorded := map[string]bool{}
+	for _, tc := range pt.Tests {
+		for _, et := range tc.PromqlExprTest {
+			if len(et.ExpSamples) > 0 {
+				recorded[strings.TrimSpace(strings.Split(et.Expr, "{")[0])] = true
+			}
+		}
+	}
 	for _, g := range pr.Spec.Groups {
 		for _, r := range g.Rules {
-			if !fires[r.Alert] {
+			switch {
+			case r.Record != "" && !recorded[r.Record]:
+				t.Errorf("%s: no promtool test in which it records a sample", r.Record)
+			case r.Record == "" && !fires[r.Alert]:
 				t.Errorf("%s: no promtool test in which it fires", r.Alert)
 			}
 		}
@@ -224,10 +240,10 @@ func TestMonitoringMatchesMedicMetrics(t *testing.T) {
 		for _, r := range g.Rules {
 			expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
 			if err != nil {
-				t.Fatalf("%s: %v", r.Alert, err)
+				t.Fatalf("%s: %v", r.Alert+r.Record, err)
 			}
 			for _, ms := range parser.ExtractSelectors(expr) {
-				checkSelector(t, r.Alert, ms, series, exported)
+				checkSelector(t, r.Alert+r.Record, ms, series, exported)
 			}
 		}
 	}
