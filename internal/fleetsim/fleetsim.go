@@ -400,7 +400,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Healthy baseline: Prometheus sees every medic, nothing fires.
 	seen := fmt.Sprintf(`count(medic_alerts{alert=%q, state="firing"})`, alertName)
-	if err := waitFor(ctx, 120*time.Second+time.Duration(o.Sidecars)*50*time.Millisecond, func() bool {
+	if err := waitFor(ctx, 120*time.Second+time.Duration(o.Sidecars)*200*time.Millisecond, func() bool {
 		v, err := queryScalar(ctx, o.Prometheus.URL, seen)
 		q, n := rec.quiet()
 		_ = n
