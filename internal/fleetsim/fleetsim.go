@@ -672,7 +672,7 @@ func fleetOutageEvent(ctx context.Context, admin *rest.Config, ns string, since 
 }
 
 // families gathers the named metric families from every node's registry,
-// 16 nodes at a time (one registry after another took over 10 minutes for
+// 64 nodes at a time (one registry after another took over 10 minutes for
 // 1000 medics on a starved machine: each Gather waits for its collectors'
 // goroutines to be scheduled).
 func families(nodes []*node, names ...string) []*dto.MetricFamily {
@@ -680,7 +680,7 @@ func families(nodes []*node, names ...string) []*dto.MetricFamily {
 	var out []*dto.MetricFamily
 	work := make(chan *node)
 	var wg sync.WaitGroup
-	for range 16 {
+	for range 64 {
 		wg.Go(func() {
 			for n := range work {
 				mfs, err := n.sup.Registry().Gather()
