@@ -199,18 +199,19 @@ setup() {
 	local cp_s
 	cp_s=$(since "$t")
 
-	# The test peers, static, and their images (internal/nodee2e/cmd/mkimage:
-	# any binaries at any paths); medic's image from scripts/image.sh.
+	# The test peers, static, and their images (`mkimage files`, from
+	# internal/tools/mkimage: any binaries at any paths); medic's image from
+	# scripts/image.sh (the same tool's default mode).
 	t=$(now)
 	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$STATE/bin/" \
 		./internal/demo/spireagent/cmd/spire-agent ./internal/testpeers/relay/cmd/relay \
-		./internal/nodee2e/cmd/pause ./internal/nodee2e/cmd/mkimage)
+		./internal/nodee2e/cmd/pause ./internal/tools/mkimage)
 	local mk="$STATE/bin/mkimage"
-	"$mk" -o "$STATE/images/pause.tar" -tag "$PAUSE_IMAGE" -user 65535:65535 "$STATE/bin/pause=/pause"
+	"$mk" files -o "$STATE/images/pause.tar" -tag "$PAUSE_IMAGE" -user 65535:65535 "$STATE/bin/pause=/pause"
 	# medic's own image is the shipped one (scripts/image.sh), retagged.
 	bash "$ROOT/scripts/image.sh" --tag medic.local/medic:e2e --out "$STATE/images/medic.tar" >"$STATE/logs/image.log"
-	"$mk" -o "$STATE/images/spire-agent.tar" -tag medic.local/spire-agent:e2e "$STATE/bin/spire-agent=/opt/spire/bin/spire-agent"
-	"$mk" -o "$STATE/images/relay.tar" -tag medic.local/relay:e2e "$STATE/bin/relay=/relay"
+	"$mk" files -o "$STATE/images/spire-agent.tar" -tag medic.local/spire-agent:e2e "$STATE/bin/spire-agent=/opt/spire/bin/spire-agent"
+	"$mk" files -o "$STATE/images/relay.tar" -tag medic.local/relay:e2e "$STATE/bin/relay=/relay"
 	local images_s
 	images_s=$(since "$t")
 

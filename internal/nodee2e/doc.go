@@ -9,7 +9,7 @@
 // MEDIC_NODE_E2E the tests skip (they fail instead with
 // MEDIC_REQUIRE_NODE=1).
 //
-// The commands under cmd/ are the set-up's tools: pause (the pod sandbox
-// image's program) and mkimage (writes an image tarball that `ctr images
-// import` accepts).
+// The command under cmd/ is the set-up's pause (the pod sandbox image's
+// program); the images are written by internal/tools/mkimage's `files`
+// mode, tarballs that `ctr images import` accepts.
 package nodee2e

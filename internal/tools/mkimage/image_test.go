@@ -222,32 +222,14 @@ func TestImageContents(t *testing.T) {
 			}
 		}
 
-		layers, err := img.Layers()
-		if err != nil || len(layers) != 1 {
-			t.Fatalf("%s: %d layers, %v", plat, len(layers), err)
-		}
-		rc, err := layers[0].Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
 		files := map[string][]byte{}
 		modes := map[string]*tar.Header{}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(tr)
-			files[h.Name], modes[h.Name] = b, h
-			if !h.ModTime.Equal(testCreated) {
-				t.Errorf("%s: %s mtime %v", plat, h.Name, h.ModTime)
+		for _, e := range layerEntries(t, img) {
+			files[e.h.Name], modes[e.h.Name] = e.data, e.h
+			if !e.h.ModTime.Equal(testCreated) {
+				t.Errorf("%s: %s mtime %v", plat, e.h.Name, e.h.ModTime)
 			}
 		}
-		rc.Close()
 		if got, _ := os.ReadFile(o.Binaries[plat]); !bytes.Equal(files["medic"], got) {
 			t.Errorf("%s: /medic is not the %s binary", plat, plat)
 		}

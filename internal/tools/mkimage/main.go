@@ -8,6 +8,9 @@
 //
 // It prints the tarball's path, the image digest (of the OCI image index,
 // what `ctr images ls` shows) and sizes.
+//
+// `mkimage files` writes an image of any static binaries at any paths (the
+// node E2E set-up's pause and test-peer images); see runFiles.
 package main
 
 import (
@@ -41,6 +44,13 @@ func (b binaryFlags) Set(s string) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "files" {
+		if err := runFiles(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "mkimage:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
