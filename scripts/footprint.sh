@@ -110,7 +110,13 @@ cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss() { awk '/^VmRSS/{v=$2} /^RssAnon/{a=$2} /^RssFile/{f=$2} END{print v, a, f}' "/proc/$1/status"; }
 sleep 10 # skip start-up
 declare -A c0 samples
-for n in "${names[@]}"; do c0[$n]=$(cpu "${pid[$n]}"); : >"$work/$n.samples"; done
+# The binary's pages the process really uses while sampling: clear the
+# pages' referenced bits now, read smaps' Referenced for the binary's
+# mappings at the end (the rest of RssFile was touched once, at start-up).
+for n in "${names[@]}"; do c0[$n]=$(cpu "${pid[$n]}"); : >"$work/$n.samples"; echo 1 >"/proc/${pid[$n]}/clear_refs" || true; done
+binref() { # PID BINARY: KiB of the binary's mapped pages referenced since clear_refs
+  awk -v bin="$2" '/^[0-9a-f]+-[0-9a-f]+ /{m=($6==bin)} m&&/^Referenced:/{s+=$2} END{print s+0}' "/proc/$1/smaps"
+}
 t0=$(date +%s.%N)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 end=$(( $(date +%s) + duration ))
@@ -120,6 +126,8 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 t1=$(date +%s.%N)
 echo "load average at start of sampling: $load0; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A ref
+for n in "${names[@]}"; do ref[$n]=$(binref "${pid[$n]}" "$work/$n"); done
 for n in "${names[@]}"; do
   c1=$(cpu "${pid[$n]}")
   size=$(stat -c %s "$work/$n")
@@ -127,7 +135,7 @@ for n in "${names[@]}"; do
   echo "== $n ($rev): binary $(awk -v s="$size" 'BEGIN{printf "%.1f MB", s/1e6}'), ready in ${ready[$n]} ms"
   set -- ${initrss[$n]}
   echo "  after package init only: VmRSS $1 MiB (RssAnon $2, RssFile $3)"
-  awk -v c0="${c0[$n]}" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" '
+  awk -v c0="${c0[$n]}" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v ref="${ref[$n]}" '
     { r[NR]=$1; s+=$1; n++; if (min==""||$1<min) min=$1; if ($1>max) max=$1; if (n==1) {first=$1; afirst=$2}; last=$1; alast=$2
       sa+=$2; if (amin==""||$2<amin) amin=$2; if ($2>amax) amax=$2; sf+=$3 }
     END {
@@ -135,6 +143,7 @@ for n in "${names[@]}"; do
       printf "  samples: %d over %.0f s\n", n, secs
       printf "  VmRSS MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f)\n", min/1024, s/n/1024, max/1024, first/1024, last/1024
       printf "  RssAnon MiB: min %.1f avg %.1f max %.1f (first %.1f, last %.1f); RssFile avg %.1f\n", amin/1024, sa/n/1024, amax/1024, afirst/1024, alast/1024, sf/n/1024
+      printf "  binary pages referenced while sampling: %.1f MiB\n", ref/1024
       printf "  CPU: %.2f millicores average\n", mc
       printf "  VmRSS MiB by minute:"; for (i=1;i<=n;i+=6) printf " %.1f", r[i]/1024; printf "\n"
     }' "$work/$n.samples"
