@@ -436,6 +436,7 @@ func TestConfigValidationEachCheck(t *testing.T) {
 		`{` + sock + `, notify: {cmdline: "a("}}`:              "certRefresh.notify.cmdline: invalid regular expression",
 		`{` + sock + `, notify: {exec: [""]}}`:                 "certRefresh.notify.exec: must name a program",
 		`{` + sock + `, notify: {process: a, scope: node}}`:    `certRefresh.notify.scope: must be pod or any (or unset: pod when medic is in a pod), not "node"`,
+		`{` + sock + `, notify: {socket: /x}}`:                 "certRefresh.notify.socket: unknown field",
 		`{command: [x], spiffeID: "spiffe://example.org/a"}`:   "certRefresh.spiffeID: is only used with socket",
 		`{socket: "unix:///a.sock", certFile: /c.pem}`:         "certRefresh.keyFile: is required with socket",
 		`{` + sock + `, bundleFile: /c.pem}`:                   "certRefresh.bundleFile: is the same file as certFile",

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -303,7 +304,7 @@ func (d *Doc) problem(msg string, v any) *FieldError {
 	}
 	if f, ok := strings.CutPrefix(rest, "field "); ok {
 		if key, _, ok := strings.Cut(f, " not found in type "); ok {
-			path := d.key(line, key)
+			path := d.unknownKey(line, key, v)
 			return &FieldError{Path: path, Line: line, Msg: "unknown field" + Suggest(key, knownKeys(v, parent(path)))}
 		}
 	}
@@ -377,6 +378,18 @@ func (d *Doc) key(line int, key string) string {
 		return n.path
 	}
 	return ""
+}
+
+// unknownKey is the path of the key named key on line that v has no field
+// for: on a line with several such keys (flow mappings, "{a: 1, b: {a:
+// 2}}") the one whose mapping does not know it, else the first.
+func (d *Doc) unknownKey(line int, key string, v any) string {
+	for _, n := range d.nodes {
+		if n.key && n.line == line && n.node.Value == key && !slices.Contains(knownKeys(v, parent(n.path)), key) {
+			return n.path
+		}
+	}
+	return d.key(line, key)
 }
 
 // value is the value on line that yaml's message ("!!str `maybe`",

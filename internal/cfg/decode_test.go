@@ -87,3 +87,14 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// An unknown key inside a flow mapping that shares its line with a known
+// key of the same name further out is reported where it is (yaml names
+// only the line).
+func TestUnknownKeyOnASharedLineIsPlacedByItsParent(t *testing.T) {
+	s := section{}
+	_, err := Load([]byte("{count: 1, inner: {timeout: 1s, count: 2}}\n"), &s, nil)
+	if err == nil || err.Error() != `inner.count: unknown field (known: timeout) (line 1)` {
+		t.Fatalf("got %v", err)
+	}
+}
