@@ -223,6 +223,13 @@ type recorder struct {
 	active     map[string]bool // node -> alert pending or firing
 	inRestart  map[string]int
 	since      map[string]time.Time // node -> start of its running restart
+	// ended: the node's attempt ended (its slot is being given back) but
+	// its end event is not recorded yet; maxToEvent counts an attempt until
+	// its end event (which comes after the slot's release is written, so
+	// it overlaps the next holder's start when that write is slow).
+	ended      map[string]bool
+	toEvent    int
+	maxToEvent int
 	// limit and exceeded: called (under mu) when running first exceeds
 	// limit and at each new maximum above it.
 	limit    int
@@ -252,6 +259,8 @@ func (s nodeSink) Record(ev remedy.Event) {
 			return
 		}
 		r.restarts = append(r.restarts, restart{s.node, now})
+		r.toEvent++
+		r.maxToEvent = max(r.maxToEvent, r.toEvent)
 		r.running++
 		r.inRestart[s.node]++
 		r.since[s.node] = now
@@ -262,12 +271,29 @@ func (s nodeSink) Record(ev remedy.Event) {
 	case remedy.RemediationSucceeded, remedy.RemediationFailed:
 		if r.inRestart[s.node] > 0 { // an attempt that ran (not a failure before running)
 			r.inRestart[s.node]--
-			r.running--
-			delete(r.since, s.node)
+			r.toEvent--
+			if r.ended[s.node] {
+				delete(r.ended, s.node)
+			} else {
+				r.running--
+				delete(r.since, s.node)
+			}
 		}
 	}
 	if r.armed && r.firstDec.IsZero() && (ev.Type == remedy.RemediationStarted || ev.Type == remedy.RemediationSuppressed) {
 		r.firstDec = now
+	}
+}
+
+// released: node's attempt ended and its fleet slot is being given back
+// (before the release is written and before the end event).
+func (r *recorder) released(node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inRestart[node] > 0 && !r.ended[node] {
+		r.ended[node] = true
+		r.running--
+		delete(r.since, node)
 	}
 }
 
@@ -288,7 +314,7 @@ func (r *recorder) transition(node string, t rules.Transition) {
 func (r *recorder) quiet() (bool, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.active) == 0 && r.running == 0, len(r.active)
+	return len(r.active) == 0 && r.toEvent == 0, len(r.active)
 }
 
 type node struct {
@@ -314,8 +340,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, "fleet-sim %s N=%d: %s\n", o.Scenario, o.Sidecars, fmt.Sprintf(format, args...))
 	}
-	rec := &recorder{active: map[string]bool{}, inRestart: map[string]int{}, since: map[string]time.Time{}, limit: o.FleetMax}
+	rec := &recorder{active: map[string]bool{}, inRestart: map[string]int{}, since: map[string]time.Time{}, ended: map[string]bool{}, limit: o.FleetMax}
 	flog := newFleetLog(o.Progress)
+	flog.released = rec.released
 	rec.exceeded = func(running map[string]time.Time) {
 		at := time.Now()
 		var b strings.Builder
@@ -477,7 +504,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	// Drain: every alert resolved, no restart running.
-	drainLimit := 5*time.Minute + time.Duration(o.Sidecars)*200*time.Millisecond
+	drainLimit := 5*time.Minute + time.Duration(o.Sidecars)*600*time.Millisecond
 	drainErr := waitFor(ctx, drainLimit, func() bool {
 		if time.Since(recoverAt) < t.Window+t.For { // give the alerts time to fire first
 			return false
@@ -523,7 +550,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	rec.mu.Lock()
 	res.Restarts = len(rec.restarts)
-	res.MaxConcurrentRestarts = rec.maxRunning
 	byNode := map[string]int{}
 	var firstRestart time.Time
 	for _, r := range rec.restarts {
@@ -560,6 +586,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if note != "" {
 		res.Facts["fleet_outage_event"] = note
 	}
+
+	// The whole run's maximum (the fleet runs on while the figures are read).
+	rec.mu.Lock()
+	res.MaxConcurrentRestarts = rec.maxRunning
+	res.Facts["max_concurrent_until_end_event"] = rec.maxToEvent
+	rec.mu.Unlock()
 
 	// Required outcomes.
 	bad := func(format string, args ...any) {

@@ -17,6 +17,10 @@ import (
 // each); "fleet slot taken" records how stale
 // the decision's time was when the slot was written (lag).
 type fleetLog struct {
+	// released is told when a node's fleet slot is given back by its
+	// holder (before the release is written): the attempt has ended.
+	released func(node string)
+
 	mu       sync.Mutex
 	out      io.Writer
 	warnings map[string]int
@@ -55,6 +59,14 @@ func (h *fleetHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *fleetHandler) Handle(_ context.Context, r slog.Record) error {
 	l := h.l
+	if r.Message == "fleet slot released by its holder" {
+		for _, a := range h.attrs {
+			if a.Key == "node" && l.released != nil {
+				l.released(a.Value.String())
+			}
+		}
+		return nil
+	}
 	if r.Message == "fleet slot taken" {
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "lag" {

@@ -429,6 +429,9 @@ func (s *slot) written() time.Time {
 func (s *slot) release() {
 	s.once.Do(func() {
 		f := s.f
+		// Logged before anything waits: the attempt has ended here (the
+		// fleet simulation measures the attempts' overlap with it).
+		f.log.Debug("fleet slot released by its holder", "action", s.action, "lease", s.lease.Name)
 		s.cancel()
 		<-s.done
 		ctx, cancel := context.WithTimeout(context.Background(), 2*f.callTimeout())
