@@ -344,7 +344,7 @@ func (f *Fleet) callTimeout() time.Duration { return min(fleetCallTimeout, f.o.L
 // hold registers a taken slot, starts its renewals and returns its release.
 func (f *Fleet) hold(l *coordv1.Lease, action string, hold time.Duration) func() {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &slot{f: f, action: action, hold: hold, lease: l, acquired: l.Spec.AcquireTime.Time, cancel: cancel, done: make(chan struct{})}
+	s := &slot{f: f, action: action, name: l.Name, hold: hold, lease: l, acquired: l.Spec.AcquireTime.Time, cancel: cancel, done: make(chan struct{})}
 	f.mu.Lock()
 	f.holding[l.Name] = action
 	f.mu.Unlock()
@@ -356,6 +356,7 @@ func (f *Fleet) hold(l *coordv1.Lease, action string, hold time.Duration) func()
 type slot struct {
 	f        *Fleet
 	action   string
+	name     string // the Lease's
 	hold     time.Duration
 	acquired time.Time // acquireTime as stored: identifies this acquisition
 	cancel   context.CancelFunc
@@ -431,7 +432,7 @@ func (s *slot) release() {
 		f := s.f
 		// Logged before anything waits: the attempt has ended here (the
 		// fleet simulation measures the attempts' overlap with it).
-		f.log.Debug("fleet slot released by its holder", "action", s.action, "lease", s.lease.Name)
+		f.log.Debug("fleet slot released by its holder", "action", s.action, "lease", s.name)
 		s.cancel()
 		<-s.done
 		ctx, cancel := context.WithTimeout(context.Background(), 2*f.callTimeout())
