@@ -207,19 +207,24 @@ func failures(t testing.TB) []failure {
 			h: func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, r.URL.Path, http.StatusFound) }},
 		{name: "timeout", h: func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done() // hangs until the client gives up
-		}, reason: ReasonTimeout, tweak: func(c *Config) { c.Timeout = cfg.Duration(100 * time.Millisecond) }},
+		}, reason: ReasonTimeout, tweak: timeoutTweak},
 		{name: "timeout mid-body", h: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", promText)
 			_, _ = w.Write(body[:cut])
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
-		}, reason: ReasonTimeout, tweak: func(c *Config) { c.Timeout = cfg.Duration(100 * time.Millisecond) }},
+		}, reason: ReasonTimeout, tweak: timeoutTweak},
 		{name: "connection dropped", h: func(w http.ResponseWriter, r *http.Request) {
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.Close()
 		}, reason: ReasonConnect},
 	}
 }
+
+// timeoutTweak is the timeout cases' scrape timeout: short, so the hung
+// scrapes end quickly, but long enough for the good scrapes before and
+// after them on a loaded machine (100 ms made them fail at load 13-15).
+func timeoutTweak(c *Config) { c.Timeout = cfg.Duration(time.Second) }
 
 // TestScrapeFailures: every failure sets up=0, commits no page sample (so
 // the page's series go stale at once), counts the reason, is logged once,
