@@ -87,6 +87,7 @@ func TestProbeModeKubeletRestartsAgent(t *testing.T) {
 	e := setup(t)
 	name := "probe-mode"
 	pod := e.createPod(t, podOpts{name: name, medicConfig: medicConfig(probeRestart, defaultStep), agentLiveness: true})
+	e.awaitLivenessProbing(t, name)
 
 	fault := time.Now()
 	setAgentMode(t, pod, "mode=failing&code=Unavailable")
@@ -471,4 +472,20 @@ func TestRelayWedgedRestartedThroughProbe(t *testing.T) {
 	if n := restarts(e.getPod(t, name), "relay"); n != 1 {
 		t.Errorf("relay restartCount %d, want 1", n)
 	}
+}
+
+// awaitLivenessProbing waits until the kubelet probes the agent's liveness:
+// initialDelaySeconds after the container started, plus a period for the
+// phase of the kubelet's probe timer. A fault injected before that (seen
+// once: the fault 2 s after the pod was ready) makes medic's hold end
+// before the kubelet's first probe, so the first attempt fails its verify
+// and only the second restarts the agent.
+func (e *env) awaitLivenessProbing(t *testing.T, name string) {
+	t.Helper()
+	run := containerStatus(e.getPod(t, name), "spire-agent").State.Running
+	if run == nil {
+		t.Fatalf("pod %s: agent container not running", name)
+	}
+	probing := run.StartedAt.Add(time.Duration(livenessDelay+livenessPeriod) * time.Second)
+	time.Sleep(time.Until(probing))
 }
